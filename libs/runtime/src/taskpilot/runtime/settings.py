@@ -1,0 +1,40 @@
+"""Settings base: shared connection settings unprefixed, service settings prefixed.
+
+``NATS_URL``, ``DATABASE_URL``, ``QDRANT_URL`` and ``TASKPILOT_SECRET_KEYS`` are read by every
+service under the same name; each service's own settings use its prefix, e.g.
+``TASKPILOT_INGEST_HTTP_PORT``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/taskpilot"
+DEV_SECRET_KEYS = "dev:ZGV2LW9ubHktZGV2LW9ubHktZGV2LW9ubHktZGV2LW8="
+"""A fixed key for the embedded default only; `make run` warns while it is in use."""
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    nats_url: str = Field(default=DEFAULT_NATS_URL, validation_alias="NATS_URL")
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    secret_keys: str = Field(
+        default=DEV_SECRET_KEYS,
+        validation_alias="TASKPILOT_SECRET_KEYS",
+        description="Key ring 'id:base64key,...', newest first (encrypts secrets at rest)",
+    )
+    data_dir: Path = Field(default=Path(".taskpilot"), validation_alias="TASKPILOT_DATA_DIR")
+    otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    log_level: str = Field(default="INFO", validation_alias="TASKPILOT_LOG_LEVEL")
+    log_json: bool = Field(default=True, validation_alias="TASKPILOT_LOG_JSON")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    publish_retry_s: float = Field(
+        default=15.0,
+        description="How long a publish keeps retrying; longer than a JetStream leader election",
+    )

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+from taskpilot.runtime.settings import CommonSettings
+
+
+class AnalyticsSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKPILOT_ANALYTICS_", extra="ignore")
+
+    http_port: int = 8005

@@ -1,0 +1,42 @@
+"""Composition root of ingest: builds every client once and wires them together."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+from taskpilot.ingest import handlers
+from taskpilot.ingest.adapters import GraphApi, SendLedger
+from taskpilot.ingest.api import webhook_router
+from taskpilot.ingest.service import SenderService, WebhookService
+from taskpilot.ingest.settings import IngestSettings
+from taskpilot.runtime.bootstrap import connect
+from taskpilot.runtime.host import ServiceApp
+from taskpilot.runtime.ops import add_ops_routes
+
+
+async def create(settings: IngestSettings) -> ServiceApp:
+    res = await connect(settings, "ingest")
+    client = httpx.AsyncClient(timeout=settings.graph_timeout_s)
+    api = GraphApi(client, settings.graph_api_base, settings.graph_api_version)
+    sender = SenderService(
+        res.bus,
+        res.tenants,
+        api,
+        await SendLedger.open(res.bus.js),
+        settings.send_rate_per_number,
+        settings.send_max_attempts,
+    )
+    handlers.register(res.bus, sender)
+    http = FastAPI(title="TaskPilot ingest", version="0.1.0")
+    http.include_router(
+        webhook_router(WebhookService(res.bus, res.tenants), settings.max_body_bytes)
+    )
+    add_ops_routes(http, "ingest", res.readiness())
+    return ServiceApp(
+        "ingest",
+        res.bus,
+        http,
+        settings.http_host,
+        settings.http_port,
+        on_stop=[client.aclose, res.close],
+    )

@@ -1,0 +1,207 @@
+"""A local stand-in for Meta's Graph API send surface: the sandbox channel.
+
+It speaks Meta's request and response format (``POST /{version}/{phone_number_id}/messages``,
+``{"messages": [{"id": "wamid..."}]}``, error objects with ``code``), records every send so the
+chat terminal, the dashboard and the tests can see them, and can be told to fail with a given
+error code. ``python -m taskpilot.ingest.sandbox --port 8099`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import time
+from collections import deque
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+ERROR_TITLES = {
+    1: ("API Unknown", 500),
+    2: ("API Service", 503),
+    100: ("Invalid parameter", 400),
+    190: ("Access token has expired", 401),
+    130429: ("Rate limit hit", 400),
+    131000: ("Something went wrong", 500),
+    131047: ("Re-engagement message", 400),
+    131056: ("(Business Account, Consumer Account) pair rate limit hit", 400),
+}
+
+
+class SentMessage(BaseModel):
+    seq: int
+    received_at: float = Field(description="time.time() when the stand-in received it")
+    phone_number_id: str
+    to: str
+    type: str
+    text: str | None
+    wamid: str
+    body: dict[str, Any]
+
+
+class FailureRule(BaseModel):
+    code: int
+    times: int = 1
+    phone_number_id: str | None = None
+
+
+def meta_error(code: int, detail: str = "") -> JSONResponse:
+    title, status = ERROR_TITLES.get(code, ("Error", 400))
+    return JSONResponse(
+        {
+            "error": {
+                "message": f"(#{code}) {title}",
+                "type": "OAuthException",
+                "code": code,
+                "error_data": {"messaging_product": "whatsapp", "details": detail or title},
+                "fbtrace_id": base64.urlsafe_b64encode(os.urandom(9)).decode(),
+            }
+        },
+        status_code=status,
+    )
+
+
+class GraphSandbox:
+    """In-memory state of the stand-in; one per app."""
+
+    def __init__(self, history: int = 100_000):
+        self.sent: deque[SentMessage] = deque(maxlen=history)
+        self.read_marks: list[dict[str, Any]] = []
+        self.failures: list[FailureRule] = []
+        self.attempts = 0
+        self._seq = 0
+        self._changed = asyncio.Condition()
+
+    def next_failure(self, phone_number_id: str) -> int | None:
+        for rule in self.failures:
+            if rule.phone_number_id in (None, phone_number_id) and rule.times > 0:
+                rule.times -= 1
+                return rule.code
+        return None
+
+    async def record(self, phone_number_id: str, body: dict[str, Any]) -> SentMessage:
+        self._seq += 1
+        kind = str(body.get("type", "text"))
+        text = (body.get("text") or {}).get("body") if kind == "text" else None
+        message = SentMessage(
+            seq=self._seq,
+            received_at=time.time(),
+            phone_number_id=phone_number_id,
+            to=str(body["to"]),
+            type=kind,
+            text=text,
+            wamid="wamid." + base64.urlsafe_b64encode(os.urandom(18)).decode().rstrip("="),
+            body=body,
+        )
+        self.sent.append(message)
+        async with self._changed:
+            self._changed.notify_all()
+        return message
+
+    async def wait_for(self, after: int, to: str | None, timeout: float) -> list[SentMessage]:
+        def matching() -> list[SentMessage]:
+            return [m for m in self.sent if m.seq > after and (to is None or m.to == to)]
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: bool(matching())), timeout)
+            except TimeoutError:
+                pass
+        return matching()
+
+
+def create_app(sandbox: GraphSandbox | None = None) -> FastAPI:
+    sandbox = sandbox or GraphSandbox()
+    app = FastAPI(title="TaskPilot Graph API sandbox", version="0.1.0")
+    app.state.sandbox = sandbox
+
+    @app.post("/{version}/{phone_number_id}/messages")
+    async def messages(
+        version: str,
+        phone_number_id: str,
+        request: Request,
+        authorization: str = Header(default=""),
+    ) -> JSONResponse:
+        sandbox.attempts += 1
+        if not authorization.startswith("Bearer ") or len(authorization) <= 7:
+            return meta_error(190, "missing or malformed access token")
+        try:
+            body = await request.json()
+        except ValueError:
+            return meta_error(100, "body is not JSON")
+        if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
+            return meta_error(100, "messaging_product must be 'whatsapp'")
+        if body.get("status") == "read":
+            sandbox.read_marks.append(body)
+            return JSONResponse({"success": True})
+        code = sandbox.next_failure(phone_number_id)
+        if code is not None:
+            return meta_error(code)
+        if not body.get("to"):
+            return meta_error(100, "'to' is required")
+        if body.get("type", "text") == "text":
+            text = (body.get("text") or {}).get("body")
+            if not isinstance(text, str) or not text or len(text) > 4096:
+                return meta_error(100, "text.body must be 1-4096 characters")
+        sent = await sandbox.record(phone_number_id, body)
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": sent.to, "wa_id": sent.to}],
+                "messages": [{"id": sent.wamid}],
+            }
+        )
+
+    @app.get("/_sandbox/messages")
+    async def sent_messages(
+        after: int = 0, to: str | None = None, wait: float = 0.0
+    ) -> list[SentMessage]:
+        """Sends recorded after ``after``; with ``wait`` > 0, long-polls until one arrives."""
+        if wait > 0:
+            return await sandbox.wait_for(after, to, min(wait, 30.0))
+        return [m for m in sandbox.sent if m.seq > after and (to is None or m.to == to)]
+
+    @app.post("/_sandbox/failures")
+    async def add_failure(rule: FailureRule) -> dict[str, int]:
+        """Make the next ``times`` sends fail with Meta error ``code``."""
+        if rule.times < 0:
+            raise HTTPException(422, "times must be >= 0")
+        sandbox.failures.append(rule)
+        return {"pending_rules": len(sandbox.failures)}
+
+    @app.delete("/_sandbox/failures")
+    async def clear_failures() -> dict[str, int]:
+        sandbox.failures.clear()
+        return {"pending_rules": 0}
+
+    @app.get("/_sandbox/stats")
+    async def stats() -> dict[str, int]:
+        return {"attempts": sandbox.attempts, "sent": len(sandbox.sent)}
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8099")))
+    args = parser.parse_args()
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Ingest use cases: accept a webhook, verify a subscription, send a reply."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+from taskpilot.contracts.dlq import DeadLettered
+from taskpilot.contracts.whatsapp import (
+    SendWhatsAppMessage,
+    WhatsAppMessageSent,
+    WhatsAppSendFailed,
+)
+from taskpilot.ingest import domain
+from taskpilot.ingest.adapters import GraphApiError, SendLedger, WhatsAppApi
+from taskpilot.runtime.bus import Bus
+from taskpilot.runtime.consumer import PermanentError, RetryLater, current_attempt
+from taskpilot.tenancy import TenantDirectory, UnknownTenantError
+from taskpilot.tenancy.buckets import Buckets
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_UPDATES = Counter(
+    "taskpilot_ingest_updates_total", "Webhook updates by kind and outcome", ["kind", "outcome"]
+)
+SENDS = Counter(
+    "taskpilot_ingest_sends_total", "Graph API sends by outcome and code", ["outcome", "code"]
+)
+
+
+class SignatureError(Exception):
+    """Missing or wrong X-Hub-Signature-256: nothing is accepted."""
+
+
+@dataclass
+class Accepted:
+    published: int
+    duplicates: int
+    dead_lettered: int
+
+
+class WebhookService:
+    def __init__(self, bus: Bus, tenants: TenantDirectory):
+        self._bus = bus
+        self._tenants = tenants
+
+    async def verify_subscription(self, tenant_id: str, mode: str, token: str) -> bool:
+        try:
+            tenant = await self._tenants.get(tenant_id)
+        except UnknownTenantError:
+            return False
+        expected = tenant.secrets.verify_token.get_secret_value()
+        return mode == "subscribe" and hmac.compare_digest(token.encode(), expected.encode())
+
+    async def accept(self, tenant_id: str, raw_body: bytes, signature: str | None) -> Accepted:
+        """Verify, split and publish. Returns only after every part is stored (or recorded)."""
+        tenant = await self._tenants.get(tenant_id)  # UnknownTenantError -> 404 at the edge
+        if not domain.signature_valid(
+            raw_body, signature, tenant.secrets.app_secret.get_secret_value()
+        ):
+            WEBHOOK_UPDATES.labels(kind="webhook", outcome="bad_signature").inc()
+            raise SignatureError("X-Hub-Signature-256 missing or wrong")
+        try:
+            parsed = domain.split_webhook(
+                json.loads(raw_body), tenant_id, set(tenant.phone_number_ids)
+            )
+        except (ValueError, domain.MalformedWebhookError) as exc:
+            await self._dead_letter(tenant_id, raw_body, "malformed_webhook", str(exc))
+            return Accepted(0, 0, 1)
+        publishes = [self._bus.publish(m, msg_id=m.wamid) for m in parsed.messages]
+        publishes += [self._bus.publish(s, msg_id=domain.status_msg_id(s)) for s in parsed.statuses]
+        results = await asyncio.gather(*publishes)
+        fresh = sum(results)
+        WEBHOOK_UPDATES.labels(kind="message", outcome="published").inc(len(parsed.messages))
+        WEBHOOK_UPDATES.labels(kind="status", outcome="published").inc(len(parsed.statuses))
+        WEBHOOK_UPDATES.labels(kind="any", outcome="duplicate").inc(len(results) - fresh)
+        for unrouted in parsed.unrouted:
+            WEBHOOK_UPDATES.labels(kind="any", outcome=unrouted.reason).inc(unrouted.count)
+            await self._dead_letter(
+                tenant_id,
+                raw_body,
+                unrouted.reason,
+                f"phone_number_id {unrouted.phone_number_id} is not a number of tenant {tenant_id}",
+            )
+        for error in parsed.errors:
+            log.warning("webhook carried a system error: %s", error)
+            WEBHOOK_UPDATES.labels(kind="error", outcome="recorded").inc()
+        return Accepted(fresh, len(results) - fresh, len(parsed.unrouted))
+
+    async def _dead_letter(self, tenant_id: str, raw_body: bytes, reason: str, error: str) -> None:
+        letter = DeadLettered(
+            tenant_id=tenant_id,
+            correlation_id=f"webhook:{domain.signature_of(raw_body, 'body')[7:23]}",
+            origin="ingest.webhook",
+            reason=reason,
+            error=error,
+            payload=raw_body.decode("utf-8", errors="replace"),
+        )
+        # Same body, same reason -> same id: Meta's redeliveries do not pile up.
+        msg_id = f"dlq:webhook:{reason}:{domain.signature_of(raw_body, 'body')}"
+        await self._bus.publish(letter, msg_id=msg_id)
+        WEBHOOK_UPDATES.labels(kind="webhook", outcome=reason).inc()
+
+
+class SenderService:
+    def __init__(
+        self,
+        bus: Bus,
+        tenants: TenantDirectory,
+        api: WhatsAppApi,
+        ledger: SendLedger,
+        rate_per_number: float,
+        max_attempts: int,
+    ):
+        self._bus = bus
+        self._tenants = tenants
+        self._api = api
+        self._ledger = ledger
+        self._buckets = Buckets(rate_per_number)
+        self._max_attempts = max_attempts
+
+    async def send(self, command: SendWhatsAppMessage) -> None:
+        wamid = await self._ledger.wamid_of(str(command.event_id))
+        if wamid is None:
+            tenant = await self._tenants.get(command.tenant_id)
+            await self._buckets[command.phone_number_id].take()
+            token = tenant.secrets.access_token.get_secret_value()
+            try:
+                wamid = await self._api.send_text(
+                    command.phone_number_id, token, command.to, command.text
+                )
+            except GraphApiError as exc:
+                SENDS.labels(outcome="error", code=str(exc.code)).inc()
+                await self._on_error(command, exc, current_attempt())
+                return
+            await self._ledger.record(str(command.event_id), wamid)
+            SENDS.labels(outcome="sent", code="").inc()
+        await self._bus.publish(
+            command.caused(
+                WhatsAppMessageSent,
+                conversation_id=command.conversation_id,
+                command_id=str(command.event_id),
+                wamid=wamid,
+                to=command.to,
+                reference=command.reference,
+            ),
+            msg_id=f"sent:{command.event_id}",
+        )
+
+    async def _on_error(
+        self, command: SendWhatsAppMessage, exc: GraphApiError, attempt: int
+    ) -> None:
+        if domain.is_retryable(exc.code, exc.http_status) and attempt < self._max_attempts:
+            raise RetryLater(domain.retry_delay(exc.code, attempt), str(exc))
+        await self._bus.publish(
+            command.caused(
+                WhatsAppSendFailed,
+                conversation_id=command.conversation_id,
+                command_id=str(command.event_id),
+                to=command.to,
+                code=exc.code,
+                reason=exc.message,
+                reference=command.reference,
+            ),
+            msg_id=f"failed:{command.event_id}",
+        )
+        if domain.is_retryable(exc.code, exc.http_status):
+            raise PermanentError(str(exc), reason="send_attempts_exhausted")

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+from taskpilot.runtime.settings import CommonSettings
+
+
+class IngestSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKPILOT_INGEST_", extra="ignore")
+
+    http_port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = 3 * 1024 * 1024
+    graph_api_base: str = "http://127.0.0.1:8099"
+    """Meta's Graph API (https://graph.facebook.com) or the sandbox stand-in."""
+    graph_api_version: str = "v21.0"
+    graph_timeout_s: float = 10.0
+    send_rate_per_number: float = 80.0
+    send_max_attempts: int = 8

