@@ -19,7 +19,7 @@ class DeadLettered(Message):
     origin: str = Field(description="Where it failed: a consumer name, or 'ingest.webhook'")
     reason: str = Field(description="A short machine-readable cause, e.g. 'malformed_json'")
     error: str = Field(description="The human-readable error")
-    subject: str | None = None
+    original_subject: str | None = None
     stream: str | None = None
     stream_seq: int | None = None
     attempts: int = 1

@@ -112,7 +112,7 @@ def subscribe(
             origin=spec.durable,
             reason=reason,
             error=error[:2000],
-            subject=raw.subject,
+            original_subject=raw.subject,
             stream=md.stream,
             stream_seq=md.sequence.stream,
             attempts=md.num_delivered,

@@ -192,7 +192,7 @@ class AnalyticsRepository:
                     letter.origin,
                     letter.reason,
                     letter.error,
-                    letter.subject,
+                    letter.original_subject,
                     letter.attempts,
                     letter.payload,
                     letter.occurred_at,

@@ -1,0 +1,52 @@
+# TaskPilot — every command a person or CI needs. `make help` lists them.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PY := .venv/bin/python
+export UV_LINK_MODE ?= copy
+
+.PHONY: help install run chat test test-unit test-e2e chaos lint bench docs clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "uv not found: installing it from PyPI into your user site"
+	python3 -m pip install --user --quiet uv
+
+.venv/.synced: $(UV) pyproject.toml uv.lock libs/*/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced  ## create .venv with every service and dev tool (uv, one lock file)
+
+run: install  ## start the whole system on the embedded default (NATS, PostgreSQL, Qdrant local)
+	.venv/bin/taskpilot dev
+
+chat: install  ## talk to the demo business as a WhatsApp lead (needs `make run` in another terminal)
+	.venv/bin/taskpilot chat
+
+test: install  ## unit, integration and end-to-end tests against real servers
+	$(PY) -m pytest -q
+
+test-unit: install  ## only the tests that need no server
+	$(PY) -m pytest -q tests/unit
+
+test-e2e: install  ## only the end-to-end tests (every service as its own process)
+	$(PY) -m pytest -q tests/e2e
+
+chaos: install  ## the long failure-injection runs
+	$(PY) -m pytest -q -m chaos
+
+lint: install  ## ruff and mypy on every member
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy libs/*/src/taskpilot services/*/src/taskpilot src/taskpilot
+
+bench: install  ## benchmarks; each prints its figures and writes bench/results/
+	$(PY) bench/pipeline.py
+
+docs: install  ## export the JSON Schemas of every public message
+	.venv/bin/taskpilot contracts export --out docs/contracts/schemas
+
+clean:  ## remove the embedded default's data (.taskpilot) and caches
+	rm -rf .taskpilot .pytest_cache .mypy_cache .ruff_cache
