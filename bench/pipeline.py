@@ -353,7 +353,11 @@ async def seed_faqs(knowledge: ServiceProcess) -> None:
 
 
 def start_pipeline(
-    nats: NatsServer, database_url: str, tmp: Path, processes: list[ServiceProcess]
+    nats: NatsServer,
+    database_url: str,
+    tmp: Path,
+    processes: list[ServiceProcess],
+    extra_env: dict[str, str],
 ) -> dict[str, ServiceProcess]:
     sandbox_port = free_port()
     common = {
@@ -363,6 +367,7 @@ def start_pipeline(
         "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
         "TASKPILOT_KNOWLEDGE_QDRANT_PATH": str(tmp / "qdrant"),
         "TASKPILOT_INGEST_GRAPH_API_BASE": f"http://127.0.0.1:{sandbox_port}",
+        **extra_env,
     }
     (tmp / "data").mkdir(exist_ok=True)
     (tmp / "qdrant").mkdir(exist_ok=True)
@@ -397,7 +402,7 @@ async def run_pipeline(
 ) -> dict[str, Any]:
     await seed_tenant(database_url)
     t0 = time.perf_counter()
-    procs = start_pipeline(nats, database_url, tmp, processes)
+    procs = start_pipeline(nats, database_url, tmp, processes, args.service_env)
     await asyncio.gather(*(p.wait_ready(timeout=args.startup_timeout) for p in procs.values()))
     startup_s = time.perf_counter() - t0
     await seed_faqs(procs["knowledge"])
@@ -463,9 +468,7 @@ async def stage_breakdown(nats_url: str, samples: list[Sample]) -> dict[str, Any
             sub = await js.pull_subscribe(
                 subject,
                 stream=stream,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
-                ),
+                config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
             )
             try:
                 while True:
@@ -670,6 +673,7 @@ async def main(args: argparse.Namespace) -> int:
                 "max_in_flight": args.max_in_flight,
                 "drain_timeout_s": args.drain_timeout,
                 "seed": args.seed,
+                "service_env": args.service_env,
                 "mix": {k: 1 / len(KINDS) for k in KINDS},
             },
             "machine": {
@@ -722,7 +726,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--admin-url", default=MACHINE_POSTGRES, help="PostgreSQL admin URL")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, stores)")
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the six services (repeatable), e.g. OMP_NUM_THREADS=1",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.service_env = dict(item.split("=", 1) for item in args.service_env)
+    except ValueError:
+        parser.error("--service-env takes KEY=VALUE")
     if args.quick:
         args.count = 200
     if not 1 <= args.count <= 100_000:

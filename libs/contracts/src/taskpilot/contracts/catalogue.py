@@ -43,8 +43,8 @@ def json_schemas() -> dict[str, dict[str, object]]:
     schemas: dict[str, dict[str, object]] = {}
     for message in MESSAGES:
         schema = message.model_json_schema()
-        schema["x-subject"] = message.CHANNEL.pattern  # type: ignore[attr-defined]
-        stream = message.CHANNEL.stream  # type: ignore[attr-defined]
+        schema["x-subject"] = message.CHANNEL.pattern
+        stream = message.CHANNEL.stream
         schema["x-stream"] = stream.name if stream else None
         schema["x-schema-version"] = message.SCHEMA_VERSION
         schemas[f"{message.TYPE}.v{message.SCHEMA_VERSION}"] = schema

@@ -8,6 +8,7 @@ The W3C ``traceparent`` travels in the NATS headers, not in the body.
 
 from __future__ import annotations
 
+import builtins
 import re
 import uuid
 from datetime import UTC, datetime
@@ -74,7 +75,7 @@ class Message(BaseModel):
     def subject(self) -> str:
         return self.CHANNEL.subject(tenant=self.tenant_id, **self.subject_parts())
 
-    def caused(self, cls: type[M], **payload: Any) -> M:
+    def caused(self, cls: builtins.type[M], **payload: Any) -> M:
         """Build the next message in the chain: same tenant and correlation, caused by self."""
         return cls(
             tenant_id=self.tenant_id,

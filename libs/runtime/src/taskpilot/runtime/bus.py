@@ -57,7 +57,14 @@ class Bus:
         self.url = url
         self.name = name
         self.publish_retry_s = publish_retry_s
-        self.broker = NatsBroker(url, name=f"taskpilot-{name}", max_reconnect_attempts=-1)
+        # FastStream logs every subscriber start at INFO; ours are reported by the host.
+        self.broker = NatsBroker(
+            url,
+            name=f"taskpilot-{name}",
+            max_reconnect_attempts=-1,
+            logger=logging.getLogger("taskpilot.faststream"),
+            log_level=logging.DEBUG,
+        )
         self._nc: NatsClient | None = None
 
     @property

@@ -15,4 +15,4 @@ async def migrate(pool: AsyncConnectionPool, name: str, ddl: str) -> None:
     """Run idempotent DDL under an advisory lock, so replicas starting together do not race."""
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
-        await conn.execute(ddl)  # type: ignore[arg-type]
+        await conn.execute(ddl)

@@ -5,6 +5,7 @@ Every process started here is remembered by PID and ended by PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -29,15 +31,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(check: object, timeout: float, what: str, interval: float = 0.02) -> None:
+def wait_until(
+    check: Callable[[], object], timeout: float, what: str, interval: float = 0.02
+) -> None:
     """Poll ``check()`` until truthy or raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            if check():  # type: ignore[operator]
+        with contextlib.suppress(OSError, ValueError):  # still starting: refused, reset
+            if check():
                 return
-        except Exception:  # a server that is still starting refuses connections
-            pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
         time.sleep(interval)

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/taskpilot"
-DEV_SECRET_KEYS = "dev:ZGV2LW9ubHktZGV2LW9ubHktZGV2LW9ubHktZGV2LW8="
+DEV_SECRET_KEYS = "dev:ZGV2LW9ubHktZGV2LW9ubHktZGV2LW9ubHktZGV2LW8="  # noqa: S105
 """A fixed key for the embedded default only; `make run` warns while it is in use."""
 
 

@@ -83,7 +83,7 @@ class TenantDirectory:
         async with self._pool.connection() as conn:
             await conn.execute("SELECT pg_advisory_lock(hashtext('taskpilot.tenants'))")
             try:
-                await conn.execute(SCHEMA_SQL)  # type: ignore[arg-type]
+                await conn.execute(SCHEMA_SQL)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(hashtext('taskpilot.tenants'))")
 
@@ -102,7 +102,8 @@ class TenantDirectory:
             for number in tenant.phone_number_ids:
                 await conn.execute(
                     """INSERT INTO tenant_numbers (phone_number_id, tenant_id) VALUES (%s, %s)
-                       ON CONFLICT (phone_number_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id""",
+                       ON CONFLICT (phone_number_id)
+                       DO UPDATE SET tenant_id = EXCLUDED.tenant_id""",
                     (number, tenant.id),
                 )
         self._by_id.pop(tenant.id, None)
@@ -133,8 +134,8 @@ class TenantDirectory:
 
     async def _load(self, tenant_id: str) -> Tenant:
         async with self._pool.connection() as conn:
-            conn.row_factory = dict_row  # type: ignore[assignment]
-            cur = await conn.execute(
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
                 """SELECT t.id, t.name, t.profile, t.secrets,
                           coalesce(array_agg(n.phone_number_id)
                                    FILTER (WHERE n.phone_number_id IS NOT NULL), '{}') AS numbers
@@ -142,7 +143,7 @@ class TenantDirectory:
                    WHERE t.id = %s GROUP BY t.id""",
                 (tenant_id,),
             )
-            row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
+            row: dict[str, Any] | None = await cur.fetchone()
         if row is None:
             raise UnknownTenantError(tenant_id)
         secrets = json.loads(self._box.open(row["secrets"], context=row["id"]))

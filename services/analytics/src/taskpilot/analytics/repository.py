@@ -98,7 +98,8 @@ class AnalyticsRepository:
                 await self._set_reply_status(conn, event, "failed", None)
             elif isinstance(event, events.ConversationHandedOff):
                 await conn.execute(
-                    "UPDATE analytics_conversations SET status = 'human' WHERE conversation_id = %s",
+                    """UPDATE analytics_conversations SET status = 'human'
+                       WHERE conversation_id = %s""",
                     (event.conversation_id,),
                 )
 

@@ -20,7 +20,7 @@ def timeline_router(app: Conversations) -> APIRouter:
             conversation = await asyncio.to_thread(app.get, tenant_id, conversation_id)
         except ConversationNotFoundError:
             raise HTTPException(404, "no such conversation") from None
-        events = await asyncio.to_thread(lambda: list(app.events.get(conversation.id)))
+        events: list[Any] = await asyncio.to_thread(lambda: list(app.events.get(conversation.id)))
         return [
             {
                 "version": e.originator_version,

@@ -22,7 +22,11 @@ async def create(settings: ConversationSettings) -> ServiceApp:
     )
     relay = Relay(app, res.bus, res.pool)
     loop = asyncio.get_running_loop()
-    app.on_saved = lambda: loop.call_soon_threadsafe(relay.wake)
+
+    def wake_relay() -> None:  # called from the saving thread
+        loop.call_soon_threadsafe(relay.wake)
+
+    app.on_saved = wake_relay
     handlers.register(res.bus, app, settings.partitions)
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
     http.include_router(timeline_router(app))

@@ -8,7 +8,7 @@ import time
 
 from prometheus_client import Counter
 from taskpilot.contracts.inference import GenerateReply, ReplyGenerated
-from taskpilot.contracts.knowledge import KnowledgeSearchResult, SearchKnowledge
+from taskpilot.contracts.knowledge import KnowledgeHit, KnowledgeSearchResult, SearchKnowledge
 from taskpilot.embeddings import Embedder
 from taskpilot.inference.domain import IntentIndex, Thresholds, decide, load_examples
 from taskpilot.runtime.bus import Bus, RequestError
@@ -70,8 +70,8 @@ class InferenceService:
             msg_id=f"reply:{command.event_id}",
         )
 
-    async def _search(self, command: GenerateReply, vector: list[float]) -> list:  # type: ignore[type-arg]
-        request = command.caused(
+    async def _search(self, command: GenerateReply, vector: list[float]) -> list[KnowledgeHit]:
+        request: SearchKnowledge = command.caused(
             SearchKnowledge,
             query=command.text,
             vector=vector,

@@ -203,7 +203,7 @@ def _status(status: Any, tenant_id: str, number: str) -> WhatsAppStatusReceived:
         wamid=str(status["id"]),
         phone_number_id=number,
         lead=lead_token(str(status.get("recipient_id") or status.get("recipient_user_id") or "")),
-        status=state if state in KNOWN_STATUSES else "unknown",  # type: ignore[arg-type]
+        status=state if state in KNOWN_STATUSES else "unknown",
         wa_timestamp=_ts(status.get("timestamp")),
         conversation=status.get("conversation"),
         pricing=status.get("pricing"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import warnings
 from typing import Protocol
 
 from psycopg.rows import dict_row
@@ -59,11 +60,14 @@ class QdrantVectorStore:
                 self._collection,
                 vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
             )
-            await self._client.create_payload_index(
-                self._collection,
-                "tenant_id",
-                models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
-            )
+            with warnings.catch_warnings():
+                # Local mode ignores payload indexes (and says so); a server needs this one.
+                warnings.simplefilter("ignore", UserWarning)
+                await self._client.create_payload_index(
+                    self._collection,
+                    "tenant_id",
+                    models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+                )
 
     async def upsert(self, points: list[VectorPoint]) -> None:
         await self._client.upsert(
@@ -153,7 +157,8 @@ class KnowledgeRepository:
         faq = Faq(id=uuid.uuid4().hex, tenant_id=tenant_id, question=question, answer=answer)
         async with tenant_transaction(self._pool, tenant_id) as conn:
             await conn.execute(
-                "INSERT INTO knowledge_faqs (tenant_id, id, question, answer) VALUES (%s, %s, %s, %s)",
+                """INSERT INTO knowledge_faqs (tenant_id, id, question, answer)
+                   VALUES (%s, %s, %s, %s)""",
                 (tenant_id, faq.id, question, answer),
             )
             version = await self._bump(conn, tenant_id)

@@ -89,7 +89,8 @@ class KnowledgeService:
         if request.vector is not None:
             if request.embedding_model != self._embedder.name:
                 raise EmbeddingMismatchError(
-                    f"query embedded with {request.embedding_model}, index uses {self._embedder.name}"
+                    f"query embedded with {request.embedding_model}, "
+                    f"index uses {self._embedder.name}"
                 )
             vector = request.vector
         else:

