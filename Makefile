@@ -1,6 +1,6 @@
 # TaskPilot — every command a person or CI needs. `make help` lists them.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV ?= $(shell command -v uv 2>/dev/null || echo ".tools/bin/uv")
 PY := .venv/bin/python
 export UV_LINK_MODE ?= copy
 
@@ -9,9 +9,9 @@ export UV_LINK_MODE ?= copy
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(UV):
-	@echo "uv not found: installing it from PyPI into your user site"
-	python3 -m pip install --user --quiet uv
+.tools/bin/uv:
+	@echo "uv not found: installing it from PyPI into .tools/ (a private venv)"
+	python3 -m venv .tools && .tools/bin/pip install --quiet uv
 
 .venv/.synced: $(UV) pyproject.toml uv.lock libs/*/pyproject.toml services/*/pyproject.toml
 	$(UV) sync --frozen
@@ -49,4 +49,4 @@ docs: install  ## export the JSON Schemas of every public message
 	.venv/bin/taskpilot contracts export --out docs/contracts/schemas
 
 clean:  ## remove the embedded default's data (.taskpilot) and caches
-	rm -rf .taskpilot .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .taskpilot .tools .pytest_cache .mypy_cache .ruff_cache

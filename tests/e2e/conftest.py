@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from taskpilot.cli import demo
 from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.servers import NatsServer, free_port
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import ServiceProcess
 from taskpilot.tenancy import SecretBox, TenantDirectory
-
-from taskpilot.cli import demo
 
 SERVICES = ("ingest", "conversation", "inference", "knowledge", "tools", "analytics")
 

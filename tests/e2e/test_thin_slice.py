@@ -8,12 +8,12 @@ from typing import Any
 import httpx
 import nats
 import pytest
+
+from taskpilot.cli import demo
 from taskpilot.contracts import subjects
 from taskpilot.conversation.domain import conversation_id
 from taskpilot.ingest.meta import message_value, signed, text_webhook, webhook
 from taskpilot.runtime.testing import eventually
-
-from taskpilot.cli import demo
 from tests.e2e.conftest import System
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

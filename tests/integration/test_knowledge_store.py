@@ -89,7 +89,7 @@ async def test_search_returns_nearest_of_the_tenant_only(store: VectorStore) -> 
         [point("a", "a1", shared), point("a", "a2", vec(2)), point("b", "b1", shared)]
     )
     hits = await store.search("a", shared, top_k=10, kinds=["faq"])
-    assert [h.id for h in hits][0] == "a1"
+    assert next(h.id for h in hits) == "a1"
     assert {h.id for h in hits} == {"a1", "a2"}
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
     # The other tenant's identical vector is never returned, whatever the query.

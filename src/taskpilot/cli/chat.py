@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from taskpilot.conversation.domain import conversation_id
 from taskpilot.ingest.meta import signed, text_webhook
 

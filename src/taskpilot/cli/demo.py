@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import SecretStr
+
 from taskpilot.tenancy import BusinessProfile, Tenant, TenantSecrets
 
 DEMO_TENANT = "demo"

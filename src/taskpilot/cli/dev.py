@@ -14,15 +14,17 @@ import os
 from pathlib import Path
 
 import httpx
+
+from taskpilot.cli import demo
 from taskpilot.runtime.host import ServiceApp, serve
 from taskpilot.runtime.servers import NatsServer, resolve_postgres
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 
-from taskpilot.cli import demo
-
 log = logging.getLogger("taskpilot.dev")
 
-NATS_PORT, NATS_MONITOR_PORT, SANDBOX_PORT = 14222, 18222, 8099
+NATS_PORT = int(os.environ.get("TASKPILOT_DEV_NATS_PORT", "14222"))
+NATS_MONITOR_PORT = int(os.environ.get("TASKPILOT_DEV_NATS_MONITOR_PORT", "18222"))
+SANDBOX_PORT = int(os.environ.get("TASKPILOT_DEV_SANDBOX_PORT", "8099"))
 
 
 def prepare_environment(data_dir: Path) -> NatsServer | None:
@@ -35,6 +37,7 @@ def prepare_environment(data_dir: Path) -> NatsServer | None:
         os.environ["NATS_URL"] = nats.url
     if "DATABASE_URL" not in os.environ:
         os.environ["DATABASE_URL"] = resolve_postgres(data_dir)
+    os.environ.setdefault("TASKPILOT_INGEST_GRAPH_API_BASE", f"http://127.0.0.1:{SANDBOX_PORT}")
     if "TASKPILOT_SECRET_KEYS" not in os.environ:
         log.warning("TASKPILOT_SECRET_KEYS not set: using the published development key")
         os.environ["TASKPILOT_SECRET_KEYS"] = DEV_SECRET_KEYS
@@ -105,6 +108,11 @@ async def seed_demo(apps: list[ServiceApp]) -> None:
     )
 
 
+def url(apps: list[ServiceApp], name: str) -> str:
+    app = next(a for a in apps if a.name == name)
+    return f"http://{app.host}:{app.port}"
+
+
 def banner(apps: list[ServiceApp], data_dir: Path) -> str:
     lines = ["", "TaskPilot is running (embedded default). Ctrl-C stops everything.", ""]
     for app in apps:
@@ -114,7 +122,8 @@ def banner(apps: list[ServiceApp], data_dir: Path) -> str:
         f"  {'postgres':<14} {os.environ['DATABASE_URL']}",
         f"  {'data':<14} {data_dir}",
         "",
-        "  Webhook for the demo tenant: http://127.0.0.1:8000/webhooks/whatsapp/demo",
+        "  Webhook for the demo tenant: "
+        f"{url(apps, 'ingest')}/webhooks/whatsapp/{demo.DEMO_TENANT}",
         "  Talk to the assistant as a lead:  make chat   (or: taskpilot chat)",
         "",
     ]
@@ -123,18 +132,20 @@ def banner(apps: list[ServiceApp], data_dir: Path) -> str:
 
 async def run_dev(data_dir: Path) -> None:
     nats = prepare_environment(data_dir)
+    (data_dir / "dev.json").unlink(missing_ok=True)  # a stale one would send chat elsewhere
     try:
         apps = await build_apps()
         stop = asyncio.Event()
         server = asyncio.create_task(serve(apps, stop))
         await seed_demo(apps)
+        # What `taskpilot chat` needs to find the running system, written once it is ready.
         (data_dir / "dev.json").write_text(
             json.dumps(
                 {
-                    "ingest": "http://127.0.0.1:8000",
-                    "analytics": "http://127.0.0.1:8005",
-                    "knowledge": "http://127.0.0.1:8003",
-                    "sandbox": f"http://127.0.0.1:{SANDBOX_PORT}",
+                    "ingest": url(apps, "ingest"),
+                    "analytics": url(apps, "analytics"),
+                    "knowledge": url(apps, "knowledge"),
+                    "sandbox": url(apps, "graph-sandbox"),
                     "tenant": demo.DEMO_TENANT,
                     "phone_number_id": demo.DEMO_NUMBER,
                     "app_secret": demo.DEMO_APP_SECRET,

@@ -26,10 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "dev":
+        from taskpilot.cli.dev import run_dev
         from taskpilot.runtime.host import run
         from taskpilot.runtime.telemetry import setup_logging
-
-        from taskpilot.cli.dev import run_dev
 
         setup_logging(os.environ.get("TASKPILOT_LOG_LEVEL", "INFO"), as_json=False)
         try:

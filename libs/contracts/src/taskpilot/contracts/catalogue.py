@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from pydantic import BaseModel
+
 from taskpilot.contracts.conversation import CONVERSATION_EVENTS
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.envelope import Message

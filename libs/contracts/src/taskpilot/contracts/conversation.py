@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from pydantic import Field
+
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import LeadId, Message
 from taskpilot.contracts.inference import Citation, ReplySource, Tier

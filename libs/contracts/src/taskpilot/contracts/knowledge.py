@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import Message
 

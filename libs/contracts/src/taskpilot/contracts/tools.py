@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import Message
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import LeadId, Message
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
+
 from taskpilot.runtime.bus import Bus, ensure_streams
 from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.ops import ReadinessCheck

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig, SubjectTransform
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 from pydantic import BaseModel
+
 from taskpilot.contracts import Message
 from taskpilot.contracts.subjects import ALL_STREAMS, Stream
 from taskpilot.runtime import metrics

@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 from nats.aio.msg import Msg
+
 from taskpilot.contracts import Message
 from taskpilot.contracts.dlq import UNKNOWN_TENANT, DeadLettered
 from taskpilot.contracts.subjects import Stream

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import FastAPI
+
 from taskpilot.runtime.bus import Bus
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
 from taskpilot.tenancy.context import current_tenant
 
 correlation_id: ContextVar[str | None] = ContextVar("taskpilot_correlation", default=None)

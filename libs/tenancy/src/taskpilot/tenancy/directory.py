@@ -13,6 +13,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
 from taskpilot.contracts.envelope import TenantId
 from taskpilot.tenancy.secrets import SecretBox
 

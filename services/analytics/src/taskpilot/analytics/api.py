@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
+
 from taskpilot.analytics.repository import AnalyticsRepository
 from taskpilot.contracts import TenantId
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from taskpilot.analytics import handlers
 from taskpilot.analytics.api import dashboard_router
 from taskpilot.analytics.repository import SCHEMA, AnalyticsRepository

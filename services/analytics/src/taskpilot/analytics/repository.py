@@ -12,6 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+
 from taskpilot.contracts import conversation as events
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.tenancy import tenant_transaction

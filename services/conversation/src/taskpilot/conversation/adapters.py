@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+
 from taskpilot.conversation.service import Conversations
 
 

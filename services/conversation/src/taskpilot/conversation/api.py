@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
+
 from taskpilot.contracts import TenantId
 from taskpilot.conversation.service import ConversationNotFoundError, Conversations
 

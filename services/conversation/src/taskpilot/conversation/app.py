@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI
+
 from taskpilot.conversation import handlers
 from taskpilot.conversation.adapters import open_event_store
 from taskpilot.conversation.api import timeline_router

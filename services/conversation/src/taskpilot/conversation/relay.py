@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
+
 from taskpilot.contracts import Message
 from taskpilot.contracts import conversation as public
 from taskpilot.contracts.inference import GenerateReply, Turn

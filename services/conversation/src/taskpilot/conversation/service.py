@@ -13,6 +13,7 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
+
 from taskpilot.contracts.inference import ReplyGenerated
 from taskpilot.contracts.whatsapp import (
     WhatsAppMessageReceived,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
+
 from taskpilot.contracts.subjects import INBOUND_PARTITIONS
 from taskpilot.runtime.settings import CommonSettings
 

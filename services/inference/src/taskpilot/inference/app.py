@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI
+
 from taskpilot.embeddings import default_embedder
 from taskpilot.inference import handlers
 from taskpilot.inference.domain import Thresholds

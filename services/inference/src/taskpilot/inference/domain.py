@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
+
 from taskpilot.contracts.inference import Citation, ReplySource, Tier
 from taskpilot.contracts.knowledge import KnowledgeHit
 from taskpilot.embeddings import Vectors

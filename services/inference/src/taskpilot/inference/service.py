@@ -7,6 +7,7 @@ import logging
 import time
 
 from prometheus_client import Counter
+
 from taskpilot.contracts.inference import GenerateReply, ReplyGenerated
 from taskpilot.contracts.knowledge import KnowledgeHit, KnowledgeSearchResult, SearchKnowledge
 from taskpilot.embeddings import Embedder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
+
 from taskpilot.contracts import TenantId
 from taskpilot.ingest.service import SignatureError, WebhookService
 from taskpilot.tenancy import UnknownTenantError

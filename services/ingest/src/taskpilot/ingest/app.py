@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+
 from taskpilot.ingest import handlers
 from taskpilot.ingest.adapters import GraphApi, SendLedger
 from taskpilot.ingest.api import webhook_router

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+
 from taskpilot.contracts.whatsapp import (
     ButtonContent,
     ContactsContent,

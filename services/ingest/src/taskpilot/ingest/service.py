@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from prometheus_client import Counter
+
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.whatsapp import (
     SendWhatsAppMessage,

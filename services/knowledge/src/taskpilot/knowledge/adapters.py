@@ -9,6 +9,7 @@ from typing import Protocol
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from qdrant_client import AsyncQdrantClient, models
+
 from taskpilot.contracts.knowledge import KnowledgeHit
 from taskpilot.knowledge.domain import Faq, VectorPoint
 from taskpilot.tenancy import tenant_transaction

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
+
 from taskpilot.contracts import TenantId
 from taskpilot.contracts.knowledge import KnowledgeSearchResult, SearchKnowledge
 from taskpilot.knowledge.domain import Faq, FaqIn

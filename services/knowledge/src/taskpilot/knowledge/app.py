@@ -6,6 +6,7 @@ import asyncio
 
 from fastapi import FastAPI
 from qdrant_client import AsyncQdrantClient
+
 from taskpilot.embeddings import default_embedder
 from taskpilot.knowledge import handlers
 from taskpilot.knowledge.adapters import SCHEMA, KnowledgeRepository, QdrantVectorStore

@@ -6,6 +6,7 @@ import logging
 
 from faststream.nats import NatsMessage
 from pydantic import ValidationError
+
 from taskpilot.contracts import subjects
 from taskpilot.contracts.knowledge import KnowledgeSearchResult, SearchKnowledge
 from taskpilot.knowledge.domain import EmbeddingMismatchError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.host import ServiceApp
 from taskpilot.runtime.ops import add_ops_routes
