@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from taskpilot.contracts import Message
 from taskpilot.contracts import conversation as public
 from taskpilot.contracts.inference import GenerateReply, Turn
@@ -222,7 +223,9 @@ def test_every_published_message_has_its_own_ids(events) -> None:
 def test_every_published_message_has_a_subject_and_survives_the_wire(events) -> None:
     for event in events:
         for message in messages(event):
-            assert message.subject().startswith(("conversation.acme.", "inference.acme.", "wa.out.acme."))
+            assert message.subject().startswith(
+                ("conversation.acme.", "inference.acme.", "wa.out.acme.")
+            )
             assert type(message).from_bytes(message.to_bytes()) == message
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from taskpilot.contracts.inference import ReplyGenerated
 from taskpilot.contracts.whatsapp import (
     MediaContent,
@@ -83,13 +84,6 @@ def test_a_redelivered_message_is_recognised_among_many_later_ones(app) -> None:
     assert app.get(TENANT, CONVERSATION).version == 1 + 2 * 21
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="the automatic snapshot every 100 events (service.py:44) cannot encode the "
-    "aggregate's set of seen wamids (domain.py:32): save() raises "
-    "TranscodingNotRegisteredError after the events were committed",
-)
 def test_a_long_conversation_keeps_recognising_redeliveries(app) -> None:
     for n in range(60):  # Started + 2 events per message: version 100 is reached
         assert app.receive(inbound(f"wamid.{n}")) is True

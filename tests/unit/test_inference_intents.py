@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from taskpilot.embeddings import default_embedder
 from taskpilot.inference.domain import IntentIndex, Thresholds, decide, load_examples
 from taskpilot.inference.service import build_intent_index

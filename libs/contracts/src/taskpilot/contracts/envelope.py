@@ -21,7 +21,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def _subject_token(value: str) -> str:
     # Tenant and lead ids become NATS subject tokens: no dots, spaces or wildcards.
-    if not _TOKEN.match(value):
+    if not _TOKEN.fullmatch(value):
         raise ValueError("must be 1-64 characters of letters, digits, '_' or '-'")
     return value
 

@@ -16,6 +16,8 @@ class TokenBucket:
     updated: float = field(init=False, default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
         self.tokens = self.burst
 
     def _refill(self) -> None:
@@ -31,6 +33,8 @@ class TokenBucket:
         return False
 
     def wait_time(self, amount: float = 1.0) -> float:
+        if amount > self.burst:
+            raise ValueError(f"{amount} tokens can never fit a burst of {self.burst}")
         self._refill()
         return max(0.0, (amount - self.tokens) / self.rate)
 
@@ -45,7 +49,7 @@ class Buckets:
 
     def __init__(self, rate: float, burst: float | None = None):
         self.rate = rate
-        self.burst = burst if burst is not None else rate
+        self.burst = burst if burst is not None else max(rate, 1.0)
         self._buckets: dict[str, TokenBucket] = {}
 
     def __getitem__(self, key: str) -> TokenBucket:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets as _secrets
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _PREFIX = "tp1"
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 class SecretBoxError(ValueError):
@@ -30,6 +32,9 @@ class SecretBox:
     def __init__(self, keys: Mapping[str, str]):
         if not keys:
             raise ValueError("SecretBox needs at least one key")
+        bad = [kid for kid in keys if not _KEY_ID.fullmatch(kid)]
+        if bad:
+            raise ValueError(f"key ids must be letters, digits, '_' or '-': {bad}")
         self._ring = {kid: AESGCM(base64.urlsafe_b64decode(k)) for kid, k in keys.items()}
         self._current = next(iter(keys))
 
@@ -58,4 +63,7 @@ class SecretBox:
             raise SecretBoxError("cannot open sealed value") from exc
 
     def needs_rotation(self, sealed: str) -> bool:
-        return sealed.split(".", 2)[1] != self._current
+        parts = sealed.split(".", 2)
+        if len(parts) != 3 or parts[0] != _PREFIX:
+            raise SecretBoxError("not a sealed value")
+        return parts[1] != self._current

@@ -14,6 +14,8 @@ from eventsourcing.domain import Aggregate, event
 NAMESPACE = uuid.UUID("6f1c1b52-63a4-4a8e-9a41-5b3c2b1d7a10")
 HISTORY_TURNS = 10
 ANSWERABLE_KINDS = {"text", "button_reply", "list_reply", "button"}
+SILENT_KINDS = {"reaction"}
+"""Recorded, never answered: a 👍 on our message needs no reply (and must not hand off)."""
 
 
 def conversation_id(tenant_id: str, lead: str) -> uuid.UUID:
@@ -29,10 +31,11 @@ class Conversation(Aggregate):
         self.lead = lead
         self.phone_number_id = phone_number_id
         self.mode = "bot"
-        self.seen_wamids: set[str] = set()
+        self.seen_wamids: dict[str, None] = {}  # a dict, not a set: snapshots transcode it
         self.history: list[dict[str, str]] = []
         self.open_turns: dict[str, str] = {}  # turn_id -> correlation id (the inbound wamid)
         self.replies: dict[str, str] = {}  # turn_id -> text sent or to be sent
+        self.outcomes: dict[str, str] = {}  # turn_id -> "sent" | "failed"
 
     @classmethod
     def create_id(cls, tenant_id: str, lead: str, phone_number_id: str) -> uuid.UUID:
@@ -59,10 +62,11 @@ class Conversation(Aggregate):
         if wamid in self.seen_wamids:
             return False
         env = self._env(wamid, causation_id)
+        earlier = self.history[-HISTORY_TURNS:]  # the request's text is not repeated in it
         self._message_received(env, wamid, kind, text, lead_name)
-        if self.mode == "bot":
-            prompt = text if kind in ANSWERABLE_KINDS and text else f"[{kind}]"
-            self._reply_requested(env, wamid, prompt, self.history[-HISTORY_TURNS:])
+        if self.mode == "bot" and kind not in SILENT_KINDS:
+            prompt = text if text else f"[{kind}]"
+            self._reply_requested(env, wamid, prompt, earlier)
         return True
 
     def compose(self, turn_id: str, reply: dict[str, Any], causation_id: str) -> bool:
@@ -72,12 +76,12 @@ class Conversation(Aggregate):
             return False  # answered already (redelivery) or never asked
         env = self._env(correlation, causation_id)
         self._reply_composed(env, turn_id, reply)
-        if reply.get("handoff"):
+        if reply.get("handoff") and self.mode == "bot":
             self._handed_off(env, str(reply.get("handoff_reason") or "assistant could not answer"))
         return True
 
     def sent(self, turn_id: str, wamid: str, causation_id: str, correlation_id: str) -> bool:
-        if turn_id not in self.replies or wamid in self.seen_wamids:
+        if turn_id not in self.replies or turn_id in self.outcomes:
             return False
         self._reply_sent(self._env(correlation_id, causation_id), turn_id, wamid)
         return True
@@ -85,7 +89,7 @@ class Conversation(Aggregate):
     def failed(
         self, turn_id: str, reason: str, code: int | None, causation_id: str, correlation_id: str
     ) -> bool:
-        if turn_id not in self.replies:
+        if turn_id not in self.replies or turn_id in self.outcomes:
             return False
         env = self._env(correlation_id, causation_id)
         self._reply_failed(env, turn_id, reason, code)
@@ -99,7 +103,7 @@ class Conversation(Aggregate):
     def _message_received(
         self, env: dict[str, Any], wamid: str, kind: str, text: str | None, lead_name: str | None
     ) -> None:
-        self.seen_wamids.add(wamid)
+        self.seen_wamids[wamid] = None
         self.history.append({"role": "lead", "text": text or f"[{kind}]"})
 
     @event("ReplyRequested")
@@ -117,13 +121,13 @@ class Conversation(Aggregate):
 
     @event("ReplySent")
     def _reply_sent(self, env: dict[str, Any], turn_id: str, wamid: str) -> None:
-        self.seen_wamids.add(wamid)
+        self.outcomes[turn_id] = "sent"
 
     @event("ReplyFailed")
     def _reply_failed(
         self, env: dict[str, Any], turn_id: str, reason: str, code: int | None
     ) -> None:
-        pass
+        self.outcomes[turn_id] = "failed"
 
     @event("HandedOff")
     def _handed_off(self, env: dict[str, Any], reason: str) -> None:
