@@ -12,7 +12,17 @@ from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.envelope import Message
 from taskpilot.contracts.inference import GenerateReply, ReplyGenerated
 from taskpilot.contracts.knowledge import KnowledgeSearchResult, KnowledgeUpdated, SearchKnowledge
-from taskpilot.contracts.tools import ExecuteToolCall, ToolCallCompleted
+from taskpilot.contracts.tools import (
+    BookingCancelled,
+    DeliverWebhook,
+    ExecuteToolCall,
+    JobCompleted,
+    JobProgressed,
+    PaymentReceived,
+    RunJob,
+    SlotBooked,
+    ToolCallCompleted,
+)
 from taskpilot.contracts.whatsapp import (
     SendWhatsAppMessage,
     WhatsAppMessageReceived,
@@ -33,6 +43,13 @@ MESSAGES: tuple[type[Message], ...] = (
     KnowledgeUpdated,
     ExecuteToolCall,
     ToolCallCompleted,
+    SlotBooked,
+    BookingCancelled,
+    PaymentReceived,
+    DeliverWebhook,
+    RunJob,
+    JobProgressed,
+    JobCompleted,
     DeadLettered,
     *CONVERSATION_EVENTS,
 )

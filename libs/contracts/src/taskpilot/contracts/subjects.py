@@ -95,6 +95,13 @@ CONVERSATION = Stream(
 INFERENCE = Stream("INFERENCE", ("inference.>",), "Reply generation commands and results")
 KNOWLEDGE = Stream("KNOWLEDGE", ("knowledge.>",), "Knowledge base changes (versions)")
 TOOLS = Stream("TOOLS", ("tools.>",), "Tool call commands and results")
+TOOL_JOBS = Stream(
+    "TOOL_JOBS",
+    ("jobs.>",),
+    "Slow jobs of tools (work queue: each job is taken by one worker, removed when done)",
+)
+"""Not in ALL_STREAMS: the tools service provisions it itself with work-queue retention, which
+:func:`taskpilot.runtime.bus.ensure_streams` does not set (and NATS cannot change later)."""
 DEAD_LETTERS = Stream(
     "DEAD_LETTERS", ("dlq.>",), "Messages that could not be processed, with their cause"
 )
@@ -127,5 +134,12 @@ KNOWLEDGE_SEARCH = Channel("rpc.knowledge.{tenant}.search", None, "request-reply
 # -- tools -------------------------------------------------------------------------------
 TOOL_EXECUTE = Channel("tools.{tenant}.execute", TOOLS)
 TOOL_COMPLETED = Channel("tools.{tenant}.completed", TOOLS)
+TOOL_SLOT_BOOKED = Channel("tools.{tenant}.slot_booked", TOOLS)
+TOOL_BOOKING_CANCELLED = Channel("tools.{tenant}.booking_cancelled", TOOLS)
+TOOL_PAYMENT_RECEIVED = Channel("tools.{tenant}.payment_received", TOOLS)
+TOOL_WEBHOOK_DELIVERY = Channel("tools.{tenant}.webhook_delivery", TOOLS, "outgoing webhook")
+TOOL_JOB_PROGRESSED = Channel("tools.{tenant}.job_progressed", TOOLS)
+TOOL_JOB_COMPLETED = Channel("tools.{tenant}.job_completed", TOOLS)
+TOOL_JOB_RUN = Channel("jobs.{tenant}.{kind}", TOOL_JOBS, "work-queue job commands")
 # -- dead letters ------------------------------------------------------------------------
 DEAD_LETTER = Channel("dlq.{tenant}.{origin}", DEAD_LETTERS)
