@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.whatsapp import TextContent, WhatsAppMessageReceived
-from taskpilot.conversation.adapters import open_event_store
-from taskpilot.conversation.relay import SCHEMA, Relay
+from taskpilot.conversation.adapters import Timers, open_event_store
+from taskpilot.conversation.relay import Relay
 from taskpilot.conversation.service import Conversations
 from taskpilot.runtime.bus import Bus, ensure_streams
-from taskpilot.runtime.db import migrate, open_pool
+from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.servers import NatsServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -31,11 +31,23 @@ async def parts(
     await bus.connect()
     await ensure_streams(bus.js)
     pool = await open_pool(fresh_database_url, max_size=2)
-    await migrate(pool, "taskpilot.relay", SCHEMA)
+    await Timers(pool).ensure_schema()
     yield app, bus, pool
     await pool.close()
     await bus.close()
     app.close()
+
+
+def relay_for(app: Conversations, bus: Bus, pool: AsyncConnectionPool, tenant: str) -> Relay:
+    return Relay(
+        app,
+        bus,
+        pool,
+        Timers(pool),
+        turn_deadline=timedelta(seconds=30),
+        burst_window=timedelta(0),
+        name=f"test-{tenant}",
+    )
 
 
 def inbound(tenant: str, lead: str, text: str) -> WhatsAppMessageReceived:
@@ -70,12 +82,12 @@ async def test_crash_between_publish_and_position_save_duplicates_nothing(parts)
     for n in range(5):
         await asyncio.to_thread(app.receive, inbound(tenant, f"lead{n}", f"hello {n}"))
 
-    relay = Relay(app, bus, pool, name=f"test-{tenant}")
+    relay = relay_for(app, bus, pool, tenant)
     position = await relay.relay_once(0)
     assert position > 0
     # The crash: everything was published, but the position was never saved (we run again
     # from 0, as a restarted relay that lost its position would).
-    again = Relay(app, bus, pool, name=f"test-{tenant}")
+    again = relay_for(app, bus, pool, tenant)
     assert await again.relay_once(0) == position
 
     events = await messages_on(bus, subjects.CONVERSATION_EVENT.wildcard(tenant=tenant))
@@ -88,13 +100,14 @@ async def test_crash_between_publish_and_position_save_duplicates_nothing(parts)
 async def test_relay_resumes_from_its_saved_position(parts) -> None:  # type: ignore[no-untyped-def]
     app, bus, pool = parts
     tenant = "relay" + uuid.uuid4().hex[:6]
-    relay = Relay(app, bus, pool, name=f"test-{tenant}")
+    relay = relay_for(app, bus, pool, tenant)
     await asyncio.to_thread(app.receive, inbound(tenant, "a", "one"))
     first = await relay.relay_once(0)
     await asyncio.to_thread(app.receive, inbound(tenant, "a", "two"))
-    restarted = Relay(app, bus, pool, name=f"test-{tenant}")
-    saved = await restarted._position()
+    restarted = relay_for(app, bus, pool, tenant)
+    saved = await Timers(pool).position(f"test-{tenant}")
     assert saved == first
     assert await restarted.relay_once(saved) > first
     events = await messages_on(bus, subjects.CONVERSATION_EVENT.wildcard(tenant=tenant))
-    assert len(events) == 4
+    # received, requested; received, superseded (turn one was still open), requested
+    assert len(events) == 5

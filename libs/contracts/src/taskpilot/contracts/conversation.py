@@ -6,13 +6,13 @@ stream alone. Each carries ``conversation_id`` and the ``lead``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import LeadId, Message
-from taskpilot.contracts.inference import Citation, ReplySource, Tier
+from taskpilot.contracts.inference import Citation, ReplySource, Tier, ToolCall, ToolResult
 
 
 class ConversationEvent(Message):
@@ -24,7 +24,8 @@ class ConversationEvent(Message):
     sequence: int = Field(description="Position in the conversation's own history (1-based)")
 
     def subject_parts(self) -> dict[str, str]:
-        return {"event": self.EVENT}
+        # The lead is in the subject so erasure can purge one lead's messages from the stream.
+        return {"lead": self.lead, "event": self.EVENT}
 
 
 class LeadMessageReceived(ConversationEvent):
@@ -41,6 +42,39 @@ class ReplyRequested(ConversationEvent):
 
     turn_id: str
     text: str
+    round: int = 0
+
+
+class TurnSuperseded(ConversationEvent):
+    """The lead wrote again before the turn was answered; the next turn answers both."""
+
+    EVENT: ClassVar[str] = "turn_superseded"
+
+    turn_id: str
+
+
+class ToolCallsRequested(ConversationEvent):
+    EVENT: ClassVar[str] = "tool_calls_requested"
+
+    turn_id: str
+    round: int
+    calls: list[ToolCall]
+
+
+class ToolResultRecorded(ConversationEvent):
+    EVENT: ClassVar[str] = "tool_result_recorded"
+
+    turn_id: str
+    result: ToolResult
+
+
+class TurnTimedOut(ConversationEvent):
+    """Inference or a tool did not answer within the deadline."""
+
+    EVENT: ClassVar[str] = "turn_timed_out"
+
+    turn_id: str
+    round: int
 
 
 class ReplyComposed(ConversationEvent):
@@ -69,6 +103,14 @@ class ReplySent(ConversationEvent):
     wamid: str
 
 
+class ReplyStatusChanged(ConversationEvent):
+    EVENT: ClassVar[str] = "reply_status_changed"
+
+    turn_id: str
+    wamid: str
+    status: Literal["delivered", "read", "played"]
+
+
 class ReplyFailed(ConversationEvent):
     EVENT: ClassVar[str] = "reply_failed"
 
@@ -77,17 +119,58 @@ class ReplyFailed(ConversationEvent):
     code: int | None = None
 
 
+class WindowClosed(ConversationEvent):
+    """Meta refused a free-form message: the 24-hour window had closed."""
+
+    EVENT: ClassVar[str] = "window_closed"
+
+    turn_id: str
+
+
 class ConversationHandedOff(ConversationEvent):
     EVENT: ClassVar[str] = "handed_off"
 
     reason: str
+    by: str = Field(default="assistant", description="assistant, system, or the agent's id")
+
+
+class HumanReplied(ConversationEvent):
+    EVENT: ClassVar[str] = "human_replied"
+
+    turn_id: str
+    text: str
+    agent: str
+
+
+class BotResumed(ConversationEvent):
+    EVENT: ClassVar[str] = "bot_resumed"
+
+    agent: str
+
+
+class LeadErased(ConversationEvent):
+    """Everything held about the lead was deleted (GDPR). Carries no personal data but ids."""
+
+    EVENT: ClassVar[str] = "lead_erased"
+
+    requested_by: str
+    details: dict[str, Any] = {}
 
 
 CONVERSATION_EVENTS: tuple[type[ConversationEvent], ...] = (
     LeadMessageReceived,
     ReplyRequested,
+    TurnSuperseded,
+    ToolCallsRequested,
+    ToolResultRecorded,
+    TurnTimedOut,
     ReplyComposed,
     ReplySent,
+    ReplyStatusChanged,
     ReplyFailed,
+    WindowClosed,
     ConversationHandedOff,
+    HumanReplied,
+    BotResumed,
+    LeadErased,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,24 @@ class Citation(BaseModel):
     score: float
 
 
+class ToolCall(BaseModel):
+    """A tool the model wants run, in the provider-neutral (OpenAI) shape."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tool: str
+    arguments: dict[str, Any] = {}
+
+
+class ToolResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
 class GenerateReply(Message):
     """Command: answer the lead's latest message(s) in this conversation."""
 
@@ -39,6 +57,8 @@ class GenerateReply(Message):
     lead: LeadId
     text: str = Field(description="The lead's message(s) to answer, bursts joined by newlines")
     history: list[Turn] = []
+    round: int = Field(default=0, description="0, then 1.. after each round of tool calls")
+    tool_results: list[ToolResult] = []
 
 
 class ReplyGenerated(Message):
@@ -62,3 +82,7 @@ class ReplyGenerated(Message):
     latency_ms: float = 0.0
     handoff: bool = False
     handoff_reason: str | None = None
+    round: int = 0
+    tool_calls: list[ToolCall] = Field(
+        default=[], description="Tools to run before answering; the reply text is then unused"
+    )

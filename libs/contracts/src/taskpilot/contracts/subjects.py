@@ -124,7 +124,7 @@ WA_SEND = Channel("wa.out.{tenant}.send", WHATSAPP_OUT)
 WA_SENT = Channel("wa.out.{tenant}.sent", WHATSAPP_OUT)
 WA_SEND_FAILED = Channel("wa.out.{tenant}.failed", WHATSAPP_OUT)
 # -- conversation domain events (owner: conversation) ------------------------------------
-CONVERSATION_EVENT = Channel("conversation.{tenant}.{event}", CONVERSATION)
+CONVERSATION_EVENT = Channel("conversation.{tenant}.{lead}.{event}", CONVERSATION)
 # -- inference ---------------------------------------------------------------------------
 GENERATE_REPLY = Channel("inference.{tenant}.generate_reply", INFERENCE)
 REPLY_GENERATED = Channel("inference.{tenant}.reply_generated", INFERENCE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import LeadId, Message
@@ -70,6 +70,7 @@ class ReactionContent(_Content):
 class UnsupportedContent(_Content):
     kind: Literal["unsupported"] = "unsupported"
     errors: list[dict[str, Any]] = []
+    type: str | None = Field(default=None, description="What it was, e.g. 'edit', 'poll_creation'")
 
 
 class UnknownContent(_Content):
@@ -97,7 +98,13 @@ Content = Annotated[
 class MessageContext(_Content):
     """Set when the lead replied to, or forwarded, a message."""
 
-    message_id: str | None = None
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", populate_by_name=True, serialize_by_alias=True
+    )
+
+    message_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("id", "message_id"), serialization_alias="id"
+    )
     from_: str | None = Field(default=None, alias="from")
     forwarded: bool = False
     frequently_forwarded: bool = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -88,6 +88,9 @@ class AnalyticsRepository:
 
     async def project(self, event: events.ConversationEvent) -> None:
         async with tenant_transaction(self._pool, event.tenant_id) as conn:
+            if isinstance(event, events.LeadErased):
+                await self._erase(conn, event)
+                return
             await self._ensure_conversation(conn, event)
             if isinstance(event, events.LeadMessageReceived):
                 await self._message_in(conn, event)
@@ -97,12 +100,54 @@ class AnalyticsRepository:
                 await self._set_reply_status(conn, event, "sent", event.wamid)
             elif isinstance(event, events.ReplyFailed):
                 await self._set_reply_status(conn, event, "failed", None)
+            elif isinstance(event, events.ReplyStatusChanged):
+                await self._set_reply_status(conn, event, event.status, event.wamid)
+            elif isinstance(event, events.HumanReplied):
+                await self._human_message(conn, event)
             elif isinstance(event, events.ConversationHandedOff):
-                await conn.execute(
-                    """UPDATE analytics_conversations SET status = 'human'
-                       WHERE conversation_id = %s""",
-                    (event.conversation_id,),
-                )
+                await self._set_status(conn, event, "human")
+            elif isinstance(event, events.BotResumed):
+                await self._set_status(conn, event, "bot")
+
+    async def _set_status(
+        self, conn: AsyncConnection, e: events.ConversationEvent, status: str
+    ) -> None:
+        await conn.execute(
+            "UPDATE analytics_conversations SET status = %s WHERE conversation_id = %s",
+            (status, e.conversation_id),
+        )
+
+    async def _erase(self, conn: AsyncConnection, e: events.LeadErased) -> None:
+        for table in ("analytics_messages", "analytics_conversations"):
+            await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE conversation_id = %s").format(sql.Identifier(table)),
+                (e.conversation_id,),
+            )
+
+    async def _human_message(self, conn: AsyncConnection, e: events.HumanReplied) -> None:
+        cur = await conn.execute(
+            """INSERT INTO analytics_messages (tenant_id, event_id, conversation_id, sequence,
+                 direction, turn_id, kind, text, tier, source, model, status, occurred_at)
+               VALUES (%s, %s, %s, %s, 'out', %s, 'text', %s, 'human', 'human', %s,
+                       'composed', %s) ON CONFLICT DO NOTHING""",
+            (
+                e.tenant_id,
+                e.event_id,
+                e.conversation_id,
+                e.sequence,
+                e.turn_id,
+                e.text,
+                e.agent,
+                e.occurred_at,
+            ),
+        )
+        if cur.rowcount:
+            await conn.execute(
+                """UPDATE analytics_conversations SET messages_out = messages_out + 1,
+                     last_message_at = greatest(last_message_at, %s)
+                   WHERE conversation_id = %s""",
+                (e.occurred_at, e.conversation_id),
+            )
 
     async def _ensure_conversation(
         self, conn: AsyncConnection, e: events.ConversationEvent

@@ -1,4 +1,4 @@
-"""Conversation HTTP API: the timeline of a conversation, event by event."""
+"""Conversation HTTP API: the event history, human takeover, GDPR export and erasure."""
 
 from __future__ import annotations
 
@@ -6,34 +6,72 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
 
-from taskpilot.contracts import TenantId
+from taskpilot.contracts import LeadId, TenantId
+from taskpilot.conversation.domain import NotHeldByHumanError, WindowClosedError
+from taskpilot.conversation.gdpr import Gdpr
 from taskpilot.conversation.service import ConversationNotFoundError, Conversations
 
 
-def timeline_router(app: Conversations) -> APIRouter:
-    router = APIRouter(tags=["conversations"])
+class Agent(BaseModel):
+    agent: str = Field(min_length=1, max_length=200, description="Who acts (user id or email)")
 
-    @router.get("/v1/tenants/{tenant_id}/conversations/{conversation_id}/events")
-    async def timeline(tenant_id: TenantId, conversation_id: str) -> list[dict[str, Any]]:
-        """Every stored event of the conversation, in order (the replayable history)."""
+
+class HumanMessage(Agent):
+    text: str = Field(min_length=1, max_length=4096)
+
+
+def conversations_router(app: Conversations, gdpr: Gdpr) -> APIRouter:
+    router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["conversations"])
+
+    async def call(use_case: Any, *args: Any) -> Any:
         try:
-            conversation = await asyncio.to_thread(app.get, tenant_id, conversation_id)
+            return await asyncio.to_thread(use_case, *args)
         except ConversationNotFoundError:
             raise HTTPException(404, "no such conversation") from None
-        events: list[Any] = await asyncio.to_thread(lambda: list(app.events.get(conversation.id)))
-        return [
-            {
-                "version": e.originator_version,
-                "type": type(e).__name__,
-                "at": e.timestamp.isoformat(),
-                "data": {
-                    k: v
-                    for k, v in e.__dict__.items()
-                    if k not in ("originator_id", "originator_version", "timestamp", "env")
-                },
-            }
-            for e in events
-        ]
+        except NotHeldByHumanError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except WindowClosedError as exc:
+            raise HTTPException(
+                409, f"{exc}: only an approved template can reach the lead now"
+            ) from None
+
+    @router.get("/conversations/{conversation_id}/events")
+    async def timeline(tenant_id: TenantId, conversation_id: str) -> list[dict[str, Any]]:
+        """Every stored event of the conversation, in order (the replayable history)."""
+        result: list[dict[str, Any]] = await call(app.history_of, tenant_id, conversation_id)
+        return result
+
+    @router.post("/conversations/{conversation_id}/takeover")
+    async def take_over(tenant_id: TenantId, conversation_id: str, body: Agent) -> dict[str, bool]:
+        """A person takes the conversation; the bot stays silent until it is handed back."""
+        return {"changed": await call(app.take_over, tenant_id, conversation_id, body.agent)}
+
+    @router.post("/conversations/{conversation_id}/messages", status_code=202)
+    async def reply_as_human(
+        tenant_id: TenantId, conversation_id: str, body: HumanMessage
+    ) -> dict[str, str]:
+        """Send a person's reply through the same send path as the bot's."""
+        turn = await call(app.human_reply, tenant_id, conversation_id, body.agent, body.text)
+        return {"turn_id": turn}
+
+    @router.post("/conversations/{conversation_id}/release")
+    async def hand_back(tenant_id: TenantId, conversation_id: str, body: Agent) -> dict[str, bool]:
+        """Hand the conversation back to the assistant."""
+        return {"changed": await call(app.release, tenant_id, conversation_id, body.agent)}
+
+    @router.get("/leads/{lead}/export")
+    async def export_lead(tenant_id: TenantId, lead: LeadId) -> dict[str, Any]:
+        """Everything this service holds about a lead, as JSON (GDPR access request)."""
+        try:
+            return await gdpr.export(tenant_id, lead)
+        except ConversationNotFoundError:
+            raise HTTPException(404, "nothing is held about this lead") from None
+
+    @router.delete("/leads/{lead}")
+    async def erase_lead(tenant_id: TenantId, lead: LeadId, requested_by: str) -> dict[str, Any]:
+        """Erase the lead everywhere (GDPR); the erasure itself is recorded and announced."""
+        return await gdpr.erase(tenant_id, lead, requested_by)
 
     return router

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from taskpilot.conversation import handlers
-from taskpilot.conversation.adapters import open_event_store
-from taskpilot.conversation.api import timeline_router
+from taskpilot.conversation.adapters import Timers, open_event_store
+from taskpilot.conversation.api import conversations_router
+from taskpilot.conversation.gdpr import Gdpr
 from taskpilot.conversation.relay import Relay
 from taskpilot.conversation.settings import ConversationSettings
+from taskpilot.conversation.timers import TimerLoop
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.host import ServiceApp
 from taskpilot.runtime.ops import add_ops_routes
@@ -19,9 +22,24 @@ from taskpilot.runtime.ops import add_ops_routes
 async def create(settings: ConversationSettings) -> ServiceApp:
     res = await connect(settings, "conversation")
     app = await asyncio.to_thread(
-        open_event_store, settings.database_url, settings.event_store_schema
+        open_event_store,
+        settings.database_url,
+        settings.event_store_schema,
+        settings.burst_window_s,
     )
-    relay = Relay(app, res.bus, res.pool)
+    timers = Timers(res.pool)
+    await timers.ensure_schema()
+    relay = Relay(
+        app,
+        res.bus,
+        res.pool,
+        timers,
+        turn_deadline=timedelta(seconds=settings.turn_deadline_s),
+        burst_window=timedelta(seconds=settings.burst_window_s),
+    )
+    timer_loop = TimerLoop(app, timers, res.tenants, relay.active)
+    gdpr = Gdpr(app, res.bus, res.pool, timers, settings.database_url)
+    await gdpr.ensure_schema()
     loop = asyncio.get_running_loop()
 
     def wake_relay() -> None:  # called from the saving thread
@@ -30,7 +48,7 @@ async def create(settings: ConversationSettings) -> ServiceApp:
     app.on_saved = wake_relay
     handlers.register(res.bus, app, settings.partitions)
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
-    http.include_router(timeline_router(app))
+    http.include_router(conversations_router(app, gdpr))
     add_ops_routes(http, "conversation", res.readiness())
 
     async def close_store() -> None:
@@ -42,6 +60,6 @@ async def create(settings: ConversationSettings) -> ServiceApp:
         http,
         settings.http_host,
         settings.http_port,
-        background=[relay.run],
+        background=[relay.run, timer_loop.run],
         on_stop=[close_store, res.close],
     )

@@ -1,21 +1,44 @@
 """The Conversation aggregate: one per (tenant, lead). Pure decisions, no I/O.
 
-Every fact is an event. Each event carries ``env`` (tenant, lead, correlation and causation
-ids) so the relay can turn it into a public contract message without loading the aggregate.
+Every fact is an event. Each event carries ``env`` (tenant, lead, number, correlation and
+causation ids) so the relay can turn it into public messages without loading the aggregate.
+
+A *turn* is one answer the assistant owes: it opens with ``ReplyRequested`` (the lead's pending
+messages joined), may go through tool-call rounds, and closes with ``ReplyComposed`` (or is
+superseded when the lead writes again before it closed, so a burst is answered once).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
 NAMESPACE = uuid.UUID("6f1c1b52-63a4-4a8e-9a41-5b3c2b1d7a10")
 HISTORY_TURNS = 10
-ANSWERABLE_KINDS = {"text", "button_reply", "list_reply", "button"}
+MAX_TOOL_ROUNDS = 3
+SERVICE_WINDOW = timedelta(hours=24)
 SILENT_KINDS = {"reaction"}
 """Recorded, never answered: a 👍 on our message needs no reply (and must not hand off)."""
+STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3, "played": 3}
+
+
+class WindowClosedError(Exception):
+    """A free-form message outside WhatsApp's 24-hour customer service window."""
+
+
+class NotHeldByHumanError(Exception):
+    """A human tried to reply to, or release, a conversation the bot holds."""
+
+
+TOOL_KEY_SEPARATOR = "#"  # never in a wamid (base64) nor in a model's call id
+
+
+def tool_call_key(turn_id: str, round: int, call_id: str) -> str:
+    """The id a tool call travels under: it leads back to its turn and round."""
+    return TOOL_KEY_SEPARATOR.join((turn_id, str(round), call_id))
 
 
 def conversation_id(tenant_id: str, lead: str) -> uuid.UUID:
@@ -33,9 +56,12 @@ class Conversation(Aggregate):
         self.mode = "bot"
         self.seen_wamids: dict[str, None] = {}  # a dict, not a set: snapshots transcode it
         self.history: list[dict[str, str]] = []
-        self.open_turns: dict[str, str] = {}  # turn_id -> correlation id (the inbound wamid)
+        self.pending: list[dict[str, Any]] = []  # messages waiting for a turn (a burst)
+        self.last_inbound_at: str | None = None
+        self.open_turns: dict[str, dict[str, Any]] = {}  # turn_id -> correlation, round, calls
         self.replies: dict[str, str] = {}  # turn_id -> text sent or to be sent
-        self.outcomes: dict[str, str] = {}  # turn_id -> "sent" | "failed"
+        self.outcomes: dict[str, str] = {}  # turn_id -> sent | delivered | read | failed
+        self.outbound: dict[str, str] = {}  # wamid Meta gave our message -> turn_id
 
     @classmethod
     def create_id(cls, tenant_id: str, lead: str, phone_number_id: str) -> uuid.UUID:
@@ -50,35 +76,126 @@ class Conversation(Aggregate):
             "causation_id": causation_id,
         }
 
-    # -- decisions ---------------------------------------------------------------------
+    def window_open(self, now: datetime) -> bool:
+        if self.last_inbound_at is None:
+            return False
+        return now - datetime.fromisoformat(self.last_inbound_at) < SERVICE_WINDOW
+
+    # -- inbound -----------------------------------------------------------------------
 
     def receive(
-        self, wamid: str, kind: str, text: str | None, lead_name: str | None, causation_id: str
+        self,
+        wamid: str,
+        kind: str,
+        text: str | None,
+        lead_name: str | None,
+        causation_id: str,
+        *,
+        at: datetime | None = None,
+        debounce: bool = False,
     ) -> bool:
-        """Record an inbound message; ask for a reply when the bot holds the conversation.
+        """Record an inbound message; when the bot holds the conversation, answer it now or,
+        with ``debounce``, once the lead's burst is over (:meth:`flush`).
 
         Returns False for a wamid seen before (Meta redelivers for days): nothing happens.
         """
         if wamid in self.seen_wamids:
             return False
         env = self._env(wamid, causation_id)
-        earlier = self.history[-HISTORY_TURNS:]  # the request's text is not repeated in it
-        self._message_received(env, wamid, kind, text, lead_name)
-        if self.mode == "bot" and kind not in SILENT_KINDS:
-            prompt = text if text else f"[{kind}]"
-            self._reply_requested(env, wamid, prompt, earlier)
+        answer = self.mode == "bot" and kind not in SILENT_KINDS
+        self._message_received(
+            env, wamid, kind, text, lead_name, at.isoformat() if at else None, answer
+        )
+        if answer and not debounce:
+            self._open_turn(env)
         return True
 
-    def compose(self, turn_id: str, reply: dict[str, Any], causation_id: str) -> bool:
-        """Record inference's answer to an open turn; hand off when inference says so."""
-        correlation = self.open_turns.get(turn_id)
-        if correlation is None:
-            return False  # answered already (redelivery) or never asked
-        env = self._env(correlation, causation_id)
-        self._reply_composed(env, turn_id, reply)
-        if reply.get("handoff") and self.mode == "bot":
-            self._handed_off(env, str(reply.get("handoff_reason") or "assistant could not answer"))
+    def flush(self, causation_id: str) -> bool:
+        """The burst window closed: answer every pending message in one turn."""
+        if not self.pending or self.mode != "bot":
+            return False
+        self._open_turn(self._env(self.pending[-1]["wamid"], causation_id))
         return True
+
+    def _open_turn(self, env: dict[str, Any]) -> None:
+        for turn_id in list(self.open_turns):
+            self._turn_superseded(env, turn_id)
+        waiting = sum(int(m.get("lines", 1)) for m in self.pending)
+        earlier = self.history[: len(self.history) - waiting][-HISTORY_TURNS:]
+        text = "\n".join(m["text"] for m in self.pending)
+        self._reply_requested(env, self.pending[-1]["wamid"], text, earlier, 0, [])
+
+    # -- the assistant's answer --------------------------------------------------------
+
+    def compose(self, turn_id: str, reply: dict[str, Any], causation_id: str) -> bool:
+        """Record inference's answer to an open turn: tool calls to run, or the reply."""
+        turn = self.open_turns.get(turn_id)
+        if turn is None or reply.get("round", 0) != turn["round"]:
+            return False  # answered already, superseded, or a stale round
+        env = self._env(turn["correlation"], causation_id)
+        calls = reply.get("tool_calls") or []
+        if calls and turn["round"] + 1 < MAX_TOOL_ROUNDS:
+            keyed = [{**c, "key": tool_call_key(turn_id, turn["round"], c["id"])} for c in calls]
+            self._tool_calls_requested(env, turn_id, turn["round"], keyed)
+            return True
+        if calls:
+            reply = {
+                **reply,
+                "tool_calls": [],
+                "handoff": True,
+                "handoff_reason": f"still calling tools after {MAX_TOOL_ROUNDS} rounds",
+            }
+        self._reply_composed(env, turn_id, {k: v for k, v in reply.items() if k != "tool_calls"})
+        if reply.get("handoff") and self.mode == "bot":
+            reason = str(reply.get("handoff_reason") or "the assistant could not answer")
+            self._handed_off(env, reason, "assistant")
+        return True
+
+    def tool_completed(
+        self,
+        key: str,
+        result: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        causation_id: str,
+    ) -> bool:
+        """A tool call's outcome; when the round's last one is in, ask inference again."""
+        turn_id = key.split(TOOL_KEY_SEPARATOR, 1)[0]
+        turn = self.open_turns.get(turn_id)
+        if turn is None or key not in turn["calls"] or turn["calls"][key]["outcome"] is not None:
+            return False
+        env = self._env(turn["correlation"], causation_id)
+        self._tool_call_completed(env, turn_id, key, result, error)
+        calls = turn["calls"].values()
+        if all(call["outcome"] is not None for call in calls):
+            results = [{"call_id": call["model_id"], **call["outcome"]} for call in calls]
+            self._reply_requested(
+                env, turn_id, turn["text"], turn["history"], turn["round"] + 1, results
+            )
+        return True
+
+    def deadline_passed(self, turn_id: str, holding_text: str, causation_id: str) -> bool:
+        """Inference or a tool did not answer in time: a holding reply, and a human."""
+        turn = self.open_turns.get(turn_id)
+        if turn is None:
+            return False
+        env = self._env(turn["correlation"], causation_id)
+        self._turn_timed_out(env, turn_id, turn["round"])
+        self._reply_composed(
+            env,
+            turn_id,
+            {
+                "text": holding_text,
+                "tier": "fallback",
+                "source": "handoff",
+                "model": "none",
+                "latency_ms": 0.0,
+            },
+        )
+        if self.mode == "bot":
+            self._handed_off(env, "no answer within the deadline", "system")
+        return True
+
+    # -- delivery ----------------------------------------------------------------------
 
     def sent(self, turn_id: str, wamid: str, causation_id: str, correlation_id: str) -> bool:
         if turn_id not in self.replies or turn_id in self.outcomes:
@@ -89,28 +206,127 @@ class Conversation(Aggregate):
     def failed(
         self, turn_id: str, reason: str, code: int | None, causation_id: str, correlation_id: str
     ) -> bool:
-        if turn_id not in self.replies or turn_id in self.outcomes:
+        if turn_id not in self.replies or self.outcomes.get(turn_id) not in (None, "sent"):
             return False
         env = self._env(correlation_id, causation_id)
         self._reply_failed(env, turn_id, reason, code)
+        if code == 131047:  # Meta: more than 24 hours since the lead last wrote
+            self._window_closed(env, turn_id)
         if self.mode == "bot":
-            self._handed_off(env, f"reply could not be sent: {reason}")
+            self._handed_off(env, f"reply could not be sent: {reason}", "system")
+        return True
+
+    def delivery_status(self, wamid: str, status: str, causation_id: str) -> bool:
+        """Meta's delivered/read/played for one of our messages; only forward progress."""
+        turn_id = self.outbound.get(wamid)
+        if turn_id is None:
+            return False
+        current = STATUS_ORDER.get(self.outcomes.get(turn_id, ""), 0)
+        if STATUS_ORDER.get(status, 0) <= current:
+            return False
+        self._reply_status_changed(self._env(wamid, causation_id), turn_id, wamid, status)
+        return True
+
+    # -- humans ------------------------------------------------------------------------
+
+    def take_over(self, agent: str, causation_id: str) -> bool:
+        if self.mode == "human":
+            return False
+        env = self._env(f"takeover:{agent}", causation_id)
+        for turn_id in list(self.open_turns):
+            self._turn_superseded(env, turn_id)
+        self._handed_off(env, f"taken over by {agent}", agent)
+        return True
+
+    def human_reply(self, agent: str, text: str, now: datetime, causation_id: str) -> str:
+        """A person replies through the same send path. Returns the reply's turn id."""
+        if self.mode != "human":
+            raise NotHeldByHumanError("take the conversation over before replying")
+        if not self.window_open(now):
+            raise WindowClosedError("the lead last wrote more than 24 hours ago")
+        turn_id = f"human-{self.version + 1}"
+        self._human_replied(self._env(turn_id, causation_id), turn_id, text, agent)
+        return turn_id
+
+    def release(self, agent: str, causation_id: str) -> bool:
+        if self.mode != "human":
+            return False
+        self._bot_resumed(self._env(f"release:{agent}", causation_id), agent)
         return True
 
     # -- events ------------------------------------------------------------------------
 
     @event("MessageReceived")
     def _message_received(
-        self, env: dict[str, Any], wamid: str, kind: str, text: str | None, lead_name: str | None
+        self,
+        env: dict[str, Any],
+        wamid: str,
+        kind: str,
+        text: str | None,
+        lead_name: str | None,
+        at: str | None,
+        awaits_reply: bool,
     ) -> None:
         self.seen_wamids[wamid] = None
-        self.history.append({"role": "lead", "text": text or f"[{kind}]"})
+        line = text or f"[{kind}]"
+        self.history.append({"role": "lead", "text": line})
+        self.last_inbound_at = at or self.last_inbound_at
+        if awaits_reply:
+            self.pending.append({"wamid": wamid, "text": line})
 
     @event("ReplyRequested")
     def _reply_requested(
-        self, env: dict[str, Any], turn_id: str, text: str, history: list[dict[str, str]]
+        self,
+        env: dict[str, Any],
+        turn_id: str,
+        text: str,
+        history: list[dict[str, str]],
+        round: int,
+        tool_results: list[dict[str, Any]],
     ) -> None:
-        self.open_turns[turn_id] = env["correlation_id"]
+        lines = 1
+        if round == 0:  # a new turn takes every pending message; later rounds keep it
+            lines = sum(int(m.get("lines", 1)) for m in self.pending)
+            self.pending = []
+        else:
+            lines = self.open_turns[turn_id]["lines"]
+        self.open_turns[turn_id] = {
+            "correlation": env["correlation_id"],
+            "round": round,
+            "text": text,
+            "history": history,
+            "calls": {},
+            "lines": lines,
+        }
+
+    @event("TurnSuperseded")
+    def _turn_superseded(self, env: dict[str, Any], turn_id: str) -> None:
+        turn = self.open_turns.pop(turn_id)
+        if self.mode == "bot":  # its messages are answered by the next turn
+            self.pending[:0] = [{"wamid": turn_id, "text": turn["text"], "lines": turn["lines"]}]
+
+    @event("ToolCallsRequested")
+    def _tool_calls_requested(
+        self, env: dict[str, Any], turn_id: str, round: int, calls: list[dict[str, Any]]
+    ) -> None:
+        self.open_turns[turn_id]["calls"] = {
+            c["key"]: {"model_id": c["id"], "outcome": None} for c in calls
+        }
+
+    @event("ToolCallCompleted")
+    def _tool_call_completed(
+        self,
+        env: dict[str, Any],
+        turn_id: str,
+        key: str,
+        result: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+    ) -> None:
+        self.open_turns[turn_id]["calls"][key]["outcome"] = {"result": result, "error": error}
+
+    @event("TurnTimedOut")
+    def _turn_timed_out(self, env: dict[str, Any], turn_id: str, round: int) -> None:
+        pass
 
     @event("ReplyComposed")
     def _reply_composed(self, env: dict[str, Any], turn_id: str, reply: dict[str, Any]) -> None:
@@ -122,6 +338,13 @@ class Conversation(Aggregate):
     @event("ReplySent")
     def _reply_sent(self, env: dict[str, Any], turn_id: str, wamid: str) -> None:
         self.outcomes[turn_id] = "sent"
+        self.outbound[wamid] = turn_id
+
+    @event("ReplyStatusChanged")
+    def _reply_status_changed(
+        self, env: dict[str, Any], turn_id: str, wamid: str, status: str
+    ) -> None:
+        self.outcomes[turn_id] = status
 
     @event("ReplyFailed")
     def _reply_failed(
@@ -129,6 +352,20 @@ class Conversation(Aggregate):
     ) -> None:
         self.outcomes[turn_id] = "failed"
 
+    @event("WindowClosed")
+    def _window_closed(self, env: dict[str, Any], turn_id: str) -> None:
+        self.last_inbound_at = None
+
     @event("HandedOff")
-    def _handed_off(self, env: dict[str, Any], reason: str) -> None:
+    def _handed_off(self, env: dict[str, Any], reason: str, by: str) -> None:
         self.mode = "human"
+        self.pending = []
+
+    @event("HumanReplied")
+    def _human_replied(self, env: dict[str, Any], turn_id: str, text: str, agent: str) -> None:
+        self.replies[turn_id] = text
+        self.history.append({"role": "human", "text": text})
+
+    @event("BotResumed")
+    def _bot_resumed(self, env: dict[str, Any], agent: str) -> None:
+        self.mode = "bot"

@@ -1,11 +1,11 @@
 """Publish after commit: relay the event store's notification log to JetStream.
 
 The relay reads notifications after its tracked position, turns each stored domain event into
-public events and commands (:func:`outgoing`), publishes them with ``Nats-Msg-Id`` derived from
-the event's (aggregate id, version), then advances the position. A crash between commit and
-publish re-publishes on restart; the ids make JetStream (and, outside its window, the
-consumers' own idempotency, since event ids are deterministic too) drop the duplicates.
-One relay is active at a time: it holds a PostgreSQL advisory lock.
+public events and commands (:func:`outgoing`) and timer changes (:func:`timers_for`), publishes
+with ``Nats-Msg-Id`` derived from the event's (aggregate id, version), then advances the
+position. A crash between commit and publish re-publishes on restart; the ids make JetStream
+(and, outside its window, the consumers, since event ids are deterministic too) drop the
+duplicates. One relay is active at a time: it holds a PostgreSQL advisory lock.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -21,29 +23,47 @@ from psycopg_pool import AsyncConnectionPool
 
 from taskpilot.contracts import Message
 from taskpilot.contracts import conversation as public
-from taskpilot.contracts.inference import GenerateReply, Turn
+from taskpilot.contracts.inference import GenerateReply, ToolCall, ToolResult, Turn
+from taskpilot.contracts.tools import ExecuteToolCall
 from taskpilot.contracts.whatsapp import SendWhatsAppMessage
+from taskpilot.conversation.adapters import Timers
 from taskpilot.conversation.service import Conversations
 from taskpilot.runtime.bus import Bus
-from taskpilot.runtime.db import migrate
 
 log = logging.getLogger(__name__)
 
 RELAYED = Counter("taskpilot_relay_messages_total", "Messages relayed to the bus")
 POSITION = Gauge("taskpilot_relay_position", "Last relayed notification id")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS relay_positions (
-    name      text PRIMARY KEY,
-    position  bigint NOT NULL
-);
-"""
-
 _NS = uuid.UUID("0b5c0e0e-4f0a-4d8a-8d0b-3f0e7c2d9a11")
 
 
 def _id(msg_id: str) -> uuid.UUID:
     return uuid.uuid5(_NS, msg_id)
+
+
+@dataclass(frozen=True)
+class TimerChange:
+    kind: str  # "turn" (deadline of an open turn) or "burst" (end of a lead's burst)
+    key: str
+    due: datetime | None  # None: cancel
+
+
+def timers_for(event: Any, turn_deadline: timedelta, burst_window: timedelta) -> list[TimerChange]:
+    """The timers a stored event starts or cancels (pure; applied by the relay)."""
+    name = type(event).__name__
+    if name == "ReplyRequested":
+        return [
+            TimerChange("burst", "", None),
+            TimerChange("turn", event.turn_id, event.timestamp + turn_deadline),
+        ]
+    if name == "MessageReceived" and event.awaits_reply and burst_window:
+        return [TimerChange("burst", "", event.timestamp + burst_window)]
+    if name in ("ReplyComposed", "TurnSuperseded"):
+        return [TimerChange("turn", event.turn_id, None)]
+    if name == "HandedOff":
+        return [TimerChange("burst", "", None)]
+    return []
 
 
 def outgoing(event: Any) -> Iterator[tuple[Message, str]]:
@@ -61,66 +81,144 @@ def outgoing(event: Any) -> Iterator[tuple[Message, str]]:
         "sequence": event.originator_version,
         "occurred_at": event.timestamp,
     }
-    name = type(event).__name__
+    routing = {k: common[k] for k in ("tenant_id", "correlation_id", "conversation_id")}
+    cause = str(_id(f"{base}:event"))
 
     def emit(cls: type[Message], suffix: str, **fields: Any) -> tuple[Message, str]:
         msg_id = f"{base}:{suffix}"
         return cls(event_id=_id(msg_id), **fields), msg_id
 
-    if name == "MessageReceived":
-        yield emit(
-            public.LeadMessageReceived,
-            "event",
-            **common,
-            wamid=event.wamid,
-            kind=event.kind,
-            text=event.text,
-            lead_name=event.lead_name,
-        )
-    elif name == "ReplyRequested":
-        yield emit(public.ReplyRequested, "event", **common, turn_id=event.turn_id, text=event.text)
-        yield emit(
-            GenerateReply,
+    def send(turn_id: str, text: str) -> tuple[Message, str]:
+        return emit(
+            SendWhatsAppMessage,
             "command",
-            **{k: common[k] for k in ("tenant_id", "correlation_id", "conversation_id", "lead")},
-            causation_id=str(_id(f"{base}:event")),
-            turn_id=event.turn_id,
-            text=event.text,
-            history=[Turn.model_validate(t) for t in event.history],
+            **routing,
+            causation_id=cause,
+            phone_number_id=env["phone_number_id"],
+            to=env["lead"],
+            text=text,
+            reference=turn_id,
         )
-    elif name == "ReplyComposed":
-        reply = event.reply
-        yield emit(
-            public.ReplyComposed,
-            "event",
-            **common,
-            turn_id=event.turn_id,
-            **{k: v for k, v in reply.items() if k not in ("handoff", "handoff_reason")},
-        )
-        if reply.get("text"):
+
+    match type(event).__name__:
+        case "MessageReceived":
             yield emit(
-                SendWhatsAppMessage,
-                "command",
-                **{k: common[k] for k in ("tenant_id", "correlation_id", "conversation_id")},
-                causation_id=str(_id(f"{base}:event")),
-                phone_number_id=env["phone_number_id"],
-                to=env["lead"],
-                text=reply["text"],
-                reference=event.turn_id,
+                public.LeadMessageReceived,
+                "event",
+                **common,
+                wamid=event.wamid,
+                kind=event.kind,
+                text=event.text,
+                lead_name=event.lead_name,
             )
-    elif name == "ReplySent":
-        yield emit(public.ReplySent, "event", **common, turn_id=event.turn_id, wamid=event.wamid)
-    elif name == "ReplyFailed":
-        yield emit(
-            public.ReplyFailed,
-            "event",
-            **common,
-            turn_id=event.turn_id,
-            reason=event.reason,
-            code=event.code,
-        )
-    elif name == "HandedOff":
-        yield emit(public.ConversationHandedOff, "event", **common, reason=event.reason)
+        case "ReplyRequested":
+            yield emit(
+                public.ReplyRequested,
+                "event",
+                **common,
+                turn_id=event.turn_id,
+                text=event.text,
+                round=event.round,
+            )
+            yield emit(
+                GenerateReply,
+                "command",
+                **routing,
+                lead=env["lead"],
+                causation_id=cause,
+                turn_id=event.turn_id,
+                text=event.text,
+                round=event.round,
+                history=[Turn.model_validate(t) for t in event.history],
+                tool_results=[ToolResult.model_validate(r) for r in event.tool_results],
+            )
+        case "TurnSuperseded":
+            yield emit(public.TurnSuperseded, "event", **common, turn_id=event.turn_id)
+        case "ToolCallsRequested":
+            calls = [ToolCall.model_validate(c) for c in event.calls]
+            yield emit(
+                public.ToolCallsRequested,
+                "event",
+                **common,
+                turn_id=event.turn_id,
+                round=event.round,
+                calls=calls,
+            )
+            for call in event.calls:
+                yield emit(
+                    ExecuteToolCall,
+                    f"tool:{call['key']}",
+                    **routing,
+                    causation_id=cause,
+                    tool_call_id=call["key"],
+                    tool=call["tool"],
+                    arguments=call["arguments"],
+                )
+        case "ToolCallCompleted":
+            result = ToolResult(call_id=event.key, result=event.result, error=event.error)
+            yield emit(
+                public.ToolResultRecorded, "event", **common, turn_id=event.turn_id, result=result
+            )
+        case "TurnTimedOut":
+            yield emit(
+                public.TurnTimedOut, "event", **common, turn_id=event.turn_id, round=event.round
+            )
+        case "ReplyComposed":
+            reply = event.reply
+            yield emit(
+                public.ReplyComposed,
+                "event",
+                **common,
+                turn_id=event.turn_id,
+                **{k: v for k, v in reply.items() if k in _COMPOSED_FIELDS},
+            )
+            if reply.get("text"):
+                yield send(event.turn_id, reply["text"])
+        case "ReplySent":
+            yield emit(
+                public.ReplySent, "event", **common, turn_id=event.turn_id, wamid=event.wamid
+            )
+        case "ReplyStatusChanged":
+            yield emit(
+                public.ReplyStatusChanged,
+                "event",
+                **common,
+                turn_id=event.turn_id,
+                wamid=event.wamid,
+                status=event.status,
+            )
+        case "ReplyFailed":
+            yield emit(
+                public.ReplyFailed,
+                "event",
+                **common,
+                turn_id=event.turn_id,
+                reason=event.reason,
+                code=event.code,
+            )
+        case "WindowClosed":
+            yield emit(public.WindowClosed, "event", **common, turn_id=event.turn_id)
+        case "HandedOff":
+            yield emit(
+                public.ConversationHandedOff, "event", **common, reason=event.reason, by=event.by
+            )
+        case "HumanReplied":
+            yield emit(
+                public.HumanReplied,
+                "event",
+                **common,
+                turn_id=event.turn_id,
+                text=event.text,
+                agent=event.agent,
+            )
+            yield send(event.turn_id, event.text)
+        case "BotResumed":
+            yield emit(public.BotResumed, "event", **common, agent=event.agent)
+
+
+_COMPOSED_FIELDS = set(public.ReplyComposed.model_fields) - set(
+    public.ConversationEvent.model_fields
+)
 
 
 class Relay:
@@ -129,6 +227,10 @@ class Relay:
         app: Conversations,
         bus: Bus,
         pool: AsyncConnectionPool,
+        timers: Timers,
+        *,
+        turn_deadline: timedelta,
+        burst_window: timedelta,
         name: str = "conversation",
         batch: int = 200,
         idle_poll_s: float = 0.25,
@@ -136,23 +238,27 @@ class Relay:
         self._app = app
         self._bus = bus
         self._pool = pool
+        self._timers = timers
+        self._deadline = turn_deadline
+        self._burst = burst_window
         self._name = name
         self._batch = batch
         self._idle = idle_poll_s
         self._wake = asyncio.Event()
+        self.active = asyncio.Event()
 
     def wake(self) -> None:
         """Called after a local commit so the relay does not wait for its poll."""
         self._wake.set()
 
     async def run(self) -> None:
-        await migrate(self._pool, "taskpilot.relay", SCHEMA)
         async with self._pool.connection() as lock_conn:
             await lock_conn.set_autocommit(True)
             while not await self._try_lock(lock_conn):
                 await asyncio.sleep(1.0)  # another replica relays; take over if it dies
             log.info("relay %s active", self._name)
-            position = await self._position()
+            self.active.set()
+            position = await self._timers.position(self._name)
             while True:
                 position = await self.relay_once(position)
 
@@ -167,16 +273,19 @@ class Relay:
             except TimeoutError:
                 pass
             return position
-        publishes = []
+        publishes, changes = [], []
         for notification in notifications:
             event = self._app.mapper.to_domain_event(notification)
             for message, msg_id in outgoing(event):
                 publishes.append(self._bus.publish(message, msg_id=msg_id))
+            changes += [
+                (event.originator_id, c) for c in timers_for(event, self._deadline, self._burst)
+            ]
         # One connection keeps publish order; gather pipelines the acks.
         await asyncio.gather(*publishes)
         RELAYED.inc(len(publishes))
         position = notifications[-1].id
-        await self._save(position)
+        await self._timers.apply(changes, self._name, position)
         POSITION.set(position)
         return position
 
@@ -186,19 +295,3 @@ class Relay:
         )
         row = await cur.fetchone()
         return bool(row and row[0])
-
-    async def _position(self) -> int:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT position FROM relay_positions WHERE name = %s", (self._name,)
-            )
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def _save(self, position: int) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                """INSERT INTO relay_positions (name, position) VALUES (%s, %s)
-                   ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position""",
-                (self._name, position),
-            )

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from taskpilot.contracts.whatsapp import (
     ButtonContent,
     ContactsContent,
@@ -41,16 +39,19 @@ def signature_of(raw_body: bytes, app_secret: str) -> str:
 
 def signature_valid(raw_body: bytes, header: str | None, app_secret: str) -> bool:
     """``X-Hub-Signature-256`` check over the raw body, in constant time."""
-    if not header or not header.startswith("sha256="):
+    if not header or not header.startswith("sha256=") or not header.isascii():
         return False
-    return hmac.compare_digest(signature_of(raw_body, app_secret), header)
+    return hmac.compare_digest(signature_of(raw_body, app_secret).encode(), header.encode())
 
 
 def lead_token(raw: str) -> str:
-    """A lead id safe as a subject token (wa_ids are digits; user ids may carry dots)."""
-    token = _NOT_TOKEN.sub("_", raw)[:64]
+    """A lead id safe as a subject token (wa_ids are digits; user ids carry dots and may be
+    long: a long one keeps a prefix and a hash of the whole, so two never merge)."""
+    token = _NOT_TOKEN.sub("_", raw)
     if not token:
         raise MalformedWebhookError("message without a sender id")
+    if len(token) > 64:
+        token = f"{token[:47]}_{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
     return token
 
 
@@ -62,83 +63,109 @@ class Unrouted:
 
 
 @dataclass
+class Rejected:
+    """One update of a batch that cannot be read; the rest of the batch goes on."""
+
+    reason: str
+    item: Any
+
+
+@dataclass
 class ParsedWebhook:
     messages: list[WhatsAppMessageReceived] = field(default_factory=list)
     statuses: list[WhatsAppStatusReceived] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     unrouted: list[Unrouted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     ignored_fields: list[str] = field(default_factory=list)
 
 
 def _ts(value: Any) -> datetime:
     try:
         return datetime.fromtimestamp(int(value), UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return datetime.now(UTC)
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def parse_content(message: dict[str, Any]) -> Any:
-    kind = message.get("type", "")
-    body = message.get(kind) if isinstance(message.get(kind), dict) else {}
-    assert isinstance(body, dict)
+    """The typed content of one inbound message; anything unreadable is kept raw."""
+    kind = message.get("type")
+    if not isinstance(kind, str) or not kind:
+        return UnknownContent(type="missing", raw=message)
+    if kind == "contacts" and isinstance(message.get("contacts"), list):
+        return ContactsContent(contacts=_dicts(message["contacts"]))
+    body = message.get(kind, {})
+    if not isinstance(body, dict):
+        return UnknownContent(type=kind, raw=message)
     try:
-        if kind == "text":
-            return TextContent(body=str(body.get("body", "")))
-        if kind in MEDIA_KINDS:
-            return MediaContent(
-                kind=kind,
-                media_id=str(body["id"]),
-                mime_type=body.get("mime_type"),
-                sha256=body.get("sha256"),
-                caption=body.get("caption"),
-                filename=body.get("filename"),
-                voice=bool(body.get("voice", False)),
-                animated=bool(body.get("animated", False)),
-            )
-        if kind == "interactive":
-            sub = body.get("type", "")
-            reply = body.get(sub, {})
-            if sub in ("button_reply", "list_reply"):
-                return InteractiveReplyContent(
-                    kind=sub,
-                    reply_id=str(reply["id"]),
-                    title=str(reply.get("title", "")),
-                    description=reply.get("description"),
-                )
-        if kind == "button":
-            return ButtonContent(payload=body.get("payload"), text=str(body.get("text", "")))
-        if kind == "location":
-            return LocationContent(
-                **{
-                    k: body.get(k)
-                    for k in LocationContent.model_fields
-                    if k != "kind" and k in body
-                }
-            )
-        if kind == "contacts":
-            return ContactsContent(contacts=list(message.get("contacts", [])))
-        if kind == "reaction":
-            return ReactionContent(
-                message_id=str(body["message_id"]), emoji=body.get("emoji") or None
-            )
-        if kind == "unsupported":
-            return UnsupportedContent(errors=list(message.get("errors", [])))
-    except (KeyError, TypeError, ValidationError):
-        pass  # a known type in an unknown shape is kept raw, never dropped
-    return UnknownContent(type=str(kind or "missing"), raw=message)
+        return _content(kind, body, message)
+    except (KeyError, TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+        return UnknownContent(type=kind, raw=message)
+
+
+def _content(kind: str, body: dict[str, Any], message: dict[str, Any]) -> Any:
+    if kind == "text":
+        return TextContent(body=body["body"])
+    if kind in MEDIA_KINDS:
+        return MediaContent(
+            kind=kind,
+            media_id=body["id"],
+            mime_type=body.get("mime_type"),
+            sha256=body.get("sha256"),
+            caption=body.get("caption"),
+            filename=body.get("filename"),
+            voice=bool(body.get("voice", False)),
+            animated=bool(body.get("animated", False)),
+        )
+    if kind == "interactive" and body.get("type") in ("button_reply", "list_reply"):
+        reply = body[body["type"]]
+        return InteractiveReplyContent(
+            kind=body["type"],
+            reply_id=reply["id"],
+            title=reply.get("title", ""),
+            description=reply.get("description"),
+        )
+    if kind == "button":
+        return ButtonContent(payload=body.get("payload"), text=body["text"])
+    if kind == "location":
+        fields = {k: body[k] for k in LocationContent.model_fields if k != "kind" and k in body}
+        return LocationContent(**fields)
+    if kind == "reaction":
+        return ReactionContent(message_id=body["message_id"], emoji=body.get("emoji") or None)
+    if kind == "unsupported":
+        return UnsupportedContent(errors=_dicts(message.get("errors")), type=_str(body.get("type")))
+    return UnknownContent(type=kind, raw=message)
 
 
 def split_webhook(payload: Any, tenant_id: str, numbers_of_tenant: set[str]) -> ParsedWebhook:
-    """One contract message per inbound message and per status, for this tenant's numbers."""
+    """One contract message per inbound message and per status, for this tenant's numbers.
+
+    A body that is not a webhook at all raises :class:`MalformedWebhookError`; one unreadable
+    update inside a good batch is set aside in ``rejected`` and the others go on.
+    """
     if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
         raise MalformedWebhookError("not a WhatsApp webhook: no 'entry' list")
     parsed = ParsedWebhook()
     for entry in payload["entry"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("changes", []), list):
-            raise MalformedWebhookError("entry is not an object with a 'changes' list")
+            parsed.rejected.append(Rejected("entry is not an object with a 'changes' list", entry))
+            continue
         for change in entry.get("changes", []):
             if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
-                raise MalformedWebhookError("change without a 'value' object")
+                parsed.rejected.append(Rejected("change without a 'value' object", change))
+                continue
             if change.get("field") not in (None, "messages"):
                 parsed.ignored_fields.append(str(change.get("field")))
                 continue
@@ -149,12 +176,14 @@ def split_webhook(payload: Any, tenant_id: str, numbers_of_tenant: set[str]) -> 
 def _split_value(
     value: dict[str, Any], tenant_id: str, numbers: set[str], parsed: ParsedWebhook
 ) -> None:
-    number = str((value.get("metadata") or {}).get("phone_number_id", ""))
+    number = _dict(value.get("metadata")).get("phone_number_id")
+    number = str(number) if isinstance(number, str | int) else ""
     messages = value.get("messages") or []
     statuses = value.get("statuses") or []
-    parsed.errors.extend(e for e in value.get("errors") or [] if isinstance(e, dict))
+    parsed.errors.extend(_dicts(value.get("errors")))
     if not isinstance(messages, list) or not isinstance(statuses, list):
-        raise MalformedWebhookError("'messages' and 'statuses' must be lists")
+        parsed.rejected.append(Rejected("'messages' and 'statuses' must be lists", value))
+        return
     if number not in numbers:
         if messages or statuses:
             parsed.unrouted.append(
@@ -163,52 +192,73 @@ def _split_value(
                 )
             )
         return
-    names = {
-        str(c.get("wa_id") or c.get("user_id")): (c.get("profile") or {}).get("name")
-        for c in value.get("contacts") or []
-        if isinstance(c, dict)
-    }
+    names: dict[str, str] = {}
+    for contact in _dicts(value.get("contacts")):
+        name = _str(_dict(contact.get("profile")).get("name"))
+        for key in ("wa_id", "user_id"):
+            if isinstance(contact.get(key), str) and name:
+                names[contact[key]] = name
     for message in messages:
-        parsed.messages.append(_message(message, tenant_id, number, names))
+        try:
+            parsed.messages.append(_message(message, tenant_id, number, names))
+        except (MalformedWebhookError, KeyError, TypeError, ValueError) as exc:
+            parsed.rejected.append(Rejected(f"unreadable message: {exc}", message))
     for status in statuses:
-        parsed.statuses.append(_status(status, tenant_id, number))
+        try:
+            parsed.statuses.append(_status(status, tenant_id, number))
+        except (MalformedWebhookError, KeyError, TypeError, ValueError) as exc:
+            parsed.rejected.append(Rejected(f"unreadable status: {exc}", status))
 
 
 def _message(
-    message: Any, tenant_id: str, number: str, names: dict[str, Any]
+    message: Any, tenant_id: str, number: str, names: dict[str, str]
 ) -> WhatsAppMessageReceived:
-    if not isinstance(message, dict) or not message.get("id"):
+    if not isinstance(message, dict) or not isinstance(message.get("id"), str):
         raise MalformedWebhookError("message without an id")
-    sender = str(message.get("from") or message.get("from_user_id") or "")
+    sender = message.get("from") or message.get("from_user_id")
+    if not isinstance(sender, str) or not sender:
+        raise MalformedWebhookError("message without a sender")
     context = message.get("context")
     return WhatsAppMessageReceived(
         tenant_id=tenant_id,
-        correlation_id=str(message["id"]),
-        wamid=str(message["id"]),
+        correlation_id=message["id"],
+        wamid=message["id"],
         phone_number_id=number,
         lead=lead_token(sender),
         lead_name=names.get(sender),
         wa_timestamp=_ts(message.get("timestamp")),
         content=parse_content(message),
-        context=MessageContext.model_validate(context) if isinstance(context, dict) else None,
+        context=_context(context) if isinstance(context, dict) else None,
     )
 
 
+def _context(context: dict[str, Any]) -> MessageContext | None:
+    try:
+        return MessageContext.model_validate(context)
+    except ValueError:
+        return None  # a context we cannot read never costs the message itself
+
+
 def _status(status: Any, tenant_id: str, number: str) -> WhatsAppStatusReceived:
-    if not isinstance(status, dict) or not status.get("id"):
+    if not isinstance(status, dict) or not isinstance(status.get("id"), str):
         raise MalformedWebhookError("status without an id")
-    state = str(status.get("status", "unknown"))
+    recipient = status.get("recipient_id") or status.get("recipient_user_id")
+    if not isinstance(recipient, str) or not recipient:
+        raise MalformedWebhookError("status without a recipient")
+    state = status.get("status")
     return WhatsAppStatusReceived(
         tenant_id=tenant_id,
-        correlation_id=str(status["id"]),
-        wamid=str(status["id"]),
+        correlation_id=status["id"],
+        wamid=status["id"],
         phone_number_id=number,
-        lead=lead_token(str(status.get("recipient_id") or status.get("recipient_user_id") or "")),
+        lead=lead_token(recipient),
         status=state if state in KNOWN_STATUSES else "unknown",
         wa_timestamp=_ts(status.get("timestamp")),
-        conversation=status.get("conversation"),
-        pricing=status.get("pricing"),
-        errors=[e for e in status.get("errors") or [] if isinstance(e, dict)],
+        conversation=status.get("conversation")
+        if isinstance(status.get("conversation"), dict)
+        else None,
+        pricing=status.get("pricing") if isinstance(status.get("pricing"), dict) else None,
+        errors=_dicts(status.get("errors")),
     )
 
 
@@ -221,17 +271,29 @@ def status_msg_id(status: WhatsAppStatusReceived) -> str:
 THROUGHPUT_LIMIT = 130429
 PAIR_RATE_LIMIT = 131056
 OUTSIDE_WINDOW = 131047
-RETRYABLE_CODES = {THROUGHPUT_LIMIT, PAIR_RATE_LIMIT, 131000, 131016, 2, 1}
+APP_RATE_LIMIT = 4
+WABA_RATE_LIMIT = 80007
+RETRYABLE_CODES = {
+    THROUGHPUT_LIMIT,
+    PAIR_RATE_LIMIT,
+    APP_RATE_LIMIT,
+    WABA_RATE_LIMIT,
+    131000,
+    131016,
+    2,
+    1,
+}
+MAX_RETRY_DELAY_S = 15 * 60
 
 
 def retry_delay(code: int | None, attempt: int, base: float = 1.0) -> float:
     """Seconds to wait before retrying a send that failed with ``code`` (on ``error.code``)."""
-    if code == PAIR_RATE_LIMIT:
-        return float(4**attempt)  # Meta: wait 4^X seconds between messages to the same user
+    if code == PAIR_RATE_LIMIT:  # Meta: 4^X seconds, X from 0, between messages to one user
+        return float(min(4 ** (attempt - 1), MAX_RETRY_DELAY_S))
     return min(base * 2 ** (attempt - 1), 60.0)
 
 
 def is_retryable(code: int | None, http_status: int | None) -> bool:
     if code in RETRYABLE_CODES:
         return True
-    return code is None and (http_status is None or http_status >= 500)
+    return code is None and (http_status is None or http_status >= 500 or http_status == 429)

@@ -87,10 +87,17 @@ class WebhookService:
                 unrouted.reason,
                 f"phone_number_id {unrouted.phone_number_id} is not a number of tenant {tenant_id}",
             )
+        for rejected in parsed.rejected:
+            await self._dead_letter(
+                tenant_id,
+                json.dumps(rejected.item, default=str).encode(),
+                "unreadable_update",
+                rejected.reason,
+            )
         for error in parsed.errors:
             log.warning("webhook carried a system error: %s", error)
             WEBHOOK_UPDATES.labels(kind="error", outcome="recorded").inc()
-        return Accepted(fresh, len(results) - fresh, len(parsed.unrouted))
+        return Accepted(fresh, len(results) - fresh, len(parsed.unrouted) + len(parsed.rejected))
 
     async def _dead_letter(self, tenant_id: str, raw_body: bytes, reason: str, error: str) -> None:
         letter = DeadLettered(
