@@ -50,3 +50,7 @@ docs: install  ## export the JSON Schemas of every public message
 
 clean:  ## remove the embedded default's data (.taskpilot) and caches
 	rm -rf .taskpilot .tools .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: validate-deploy
+validate-deploy:  ## check Dockerfile, compose, Helm chart and dashboard offline (tools in .tools/deploy)
+	bash deploy/validate.sh
