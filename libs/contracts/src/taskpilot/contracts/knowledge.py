@@ -1,4 +1,8 @@
-"""Knowledge base search and versions (owner: knowledge)."""
+"""Knowledge base search, versions and lead memory (owner: knowledge).
+
+Changes since the first version are additive (optional fields, new messages), so older readers
+keep working: ``KnowledgeHit.score`` is still the dense cosine similarity of the hit.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,14 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskpilot.contracts import subjects
-from taskpilot.contracts.envelope import Message
+from taskpilot.contracts.envelope import LeadId, Message
+from taskpilot.contracts.subjects import Channel
+
+# Request-reply subjects of lead memory. They belong next to KNOWLEDGE_SEARCH in `subjects`;
+# declared here (once) until that module takes them over.
+KNOWLEDGE_MEMORY_REMEMBER = Channel("rpc.knowledge.{tenant}.memory.remember", None, "request-reply")
+KNOWLEDGE_MEMORY_RECALL = Channel("rpc.knowledge.{tenant}.memory.recall", None, "request-reply")
+KNOWLEDGE_MEMORY_ERASE = Channel("rpc.knowledge.{tenant}.memory.erase", None, "request-reply")
 
 
 class SearchKnowledge(Message):
@@ -22,6 +33,10 @@ class SearchKnowledge(Message):
     embedding_model: str | None = Field(default=None, description="Model that made `vector`")
     top_k: int = Field(default=3, ge=1, le=50)
     kinds: list[Literal["faq", "chunk"]] = ["faq", "chunk"]
+    min_score: float | None = Field(
+        default=None,
+        description="Drop hits whose rank_score is below this (default: the service's setting)",
+    )
 
 
 class KnowledgeHit(BaseModel):
@@ -32,9 +47,16 @@ class KnowledgeHit(BaseModel):
     title: str
     text: str
     answer: str | None = None
-    score: float
+    score: float = Field(description="Cosine similarity of the dense embeddings")
     document_id: str | None = None
-    position: int | None = None
+    position: int | None = Field(default=None, description="Chunk position in its document")
+    source: str | None = Field(default=None, description="Where the document came from")
+    keyword_score: float | None = Field(
+        default=None, description="Keyword (BM25-style) score; None when no query term matched"
+    )
+    rank_score: float | None = Field(
+        default=None, description="Fused dense + keyword score the hits are ordered by"
+    )
 
 
 class KnowledgeSearchResult(BaseModel):
@@ -54,3 +76,54 @@ class KnowledgeUpdated(Message):
     version: int
     change: str
     item_id: str | None = None
+
+
+class RememberTurn(Message):
+    """Request-reply: store a finished turn (lead message and reply) in the lead's memory."""
+
+    CHANNEL: ClassVar = KNOWLEDGE_MEMORY_REMEMBER
+
+    lead: LeadId
+    turn_id: str = Field(min_length=1, max_length=200)
+    lead_text: str = Field(max_length=8000)
+    reply_text: str = Field(default="", max_length=8000)
+
+
+class RecallMemory(Message):
+    """Request-reply: the lead's past turns most relevant to a query."""
+
+    CHANNEL: ClassVar = KNOWLEDGE_MEMORY_RECALL
+
+    lead: LeadId
+    query: str
+    top_k: int = Field(default=3, ge=1, le=20)
+    min_score: float | None = None
+
+
+class EraseLeadMemory(Message):
+    """Request-reply: forget everything remembered about a lead (GDPR erase)."""
+
+    CHANNEL: ClassVar = KNOWLEDGE_MEMORY_ERASE
+
+    lead: LeadId
+
+
+class MemoryHit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    turn_id: str
+    lead_text: str
+    reply_text: str
+    score: float = Field(description="Cosine similarity of the dense embeddings")
+    rank_score: float | None = None
+
+
+class MemoryResult(BaseModel):
+    """Answer to the memory requests: hits for a recall, counts for remember and erase."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hits: list[MemoryHit] = []
+    stored: int = 0
+    erased: int = 0
+    error: str | None = None

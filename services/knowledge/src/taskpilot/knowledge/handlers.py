@@ -1,15 +1,29 @@
-"""Every NATS subscription of knowledge, in one place: the search responder."""
+"""Every NATS subscription of knowledge, in one place: request-reply responders for search and
+for lead memory (remember, recall, erase). Each checks that the tenant in the subject is the
+tenant in the body, and answers errors in the reply instead of raising."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from faststream.nats import NatsMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from taskpilot.contracts import subjects
-from taskpilot.contracts.knowledge import KnowledgeSearchResult, SearchKnowledge
-from taskpilot.knowledge.domain import EmbeddingMismatchError
+from taskpilot.contracts import Message, subjects
+from taskpilot.contracts.knowledge import (
+    KNOWLEDGE_MEMORY_ERASE,
+    KNOWLEDGE_MEMORY_RECALL,
+    KNOWLEDGE_MEMORY_REMEMBER,
+    EraseLeadMemory,
+    KnowledgeSearchResult,
+    MemoryResult,
+    RecallMemory,
+    RememberTurn,
+    SearchKnowledge,
+)
+from taskpilot.knowledge.domain import EmbeddingMismatchError, MemoryTurn
 from taskpilot.knowledge.service import KnowledgeService
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import raw_body
@@ -17,34 +31,86 @@ from taskpilot.tenancy import tenant_scope
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M", bound=Message)
 
-def _error(message: str) -> bytes:
-    return (
-        KnowledgeSearchResult(hits=[], knowledge_version=-1, embedding_model="", error=message)
-        .model_dump_json()
-        .encode()
-    )
+
+def _search_error(message: str) -> BaseModel:
+    return KnowledgeSearchResult(hits=[], knowledge_version=-1, embedding_model="", error=message)
+
+
+def _memory_error(message: str) -> BaseModel:
+    return MemoryResult(error=message)
+
+
+def _responder(
+    request_type: type[M],
+    error: Callable[[str], BaseModel],
+    answer: Callable[[M], Awaitable[BaseModel]],
+) -> Callable[[bytes, NatsMessage], Awaitable[bytes]]:
+    async def respond(body: bytes, msg: NatsMessage) -> bytes:
+        try:
+            request = request_type.model_validate_json(msg.body)
+        except ValidationError as exc:
+            return error(f"invalid request: {exc.error_count()} errors").model_dump_json().encode()
+        if msg.raw_message.subject.split(".")[2] != request.tenant_id:
+            return error("tenant in subject and body differ").model_dump_json().encode()
+        with tenant_scope(request.tenant_id):
+            try:
+                result = await answer(request)
+            except EmbeddingMismatchError as exc:
+                result = error(str(exc))
+        return result.model_dump_json().encode()
+
+    return respond
 
 
 def register(bus: Bus, service: KnowledgeService) -> None:
-    @bus.broker.subscriber(
-        subjects.KNOWLEDGE_SEARCH.wildcard(),
-        queue="knowledge-search",
-        title="knowledge-search",
-        decoder=raw_body,
-    )
-    async def when_search_requested(body: bytes, msg: NatsMessage) -> bytes:
-        """Request-reply search; the tenant in the subject must be the tenant in the body."""
-        try:
-            request = SearchKnowledge.model_validate_json(msg.body)
-        except ValidationError as exc:
-            return _error(f"invalid request: {exc.error_count()} errors")
-        subject_tenant = msg.raw_message.subject.split(".")[2]
-        if subject_tenant != request.tenant_id:
-            return _error("tenant in subject and body differ")
-        with tenant_scope(request.tenant_id):
-            try:
-                result = await service.search(request)
-            except EmbeddingMismatchError as exc:
-                return _error(str(exc))
-        return result.model_dump_json().encode()
+    async def when_search_requested(request: SearchKnowledge) -> BaseModel:
+        return await service.search(request)
+
+    async def when_remember_requested(request: RememberTurn) -> BaseModel:
+        turn = MemoryTurn(
+            tenant_id=request.tenant_id,
+            lead_id=request.lead,
+            turn_id=request.turn_id,
+            lead_text=request.lead_text,
+            reply_text=request.reply_text,
+        )
+        await service.remember(turn)
+        return MemoryResult(stored=1)
+
+    async def when_recall_requested(request: RecallMemory) -> BaseModel:
+        hits = await service.recall(
+            request.tenant_id, request.lead, request.query, request.top_k, request.min_score
+        )
+        return MemoryResult(hits=hits)
+
+    async def when_erase_requested(request: EraseLeadMemory) -> BaseModel:
+        return MemoryResult(erased=await service.erase_lead(request.tenant_id, request.lead))
+
+    routes = [
+        (
+            subjects.KNOWLEDGE_SEARCH,
+            "knowledge-search",
+            _responder(SearchKnowledge, _search_error, when_search_requested),
+        ),
+        (
+            KNOWLEDGE_MEMORY_REMEMBER,
+            "knowledge-memory-remember",
+            _responder(RememberTurn, _memory_error, when_remember_requested),
+        ),
+        (
+            KNOWLEDGE_MEMORY_RECALL,
+            "knowledge-memory-recall",
+            _responder(RecallMemory, _memory_error, when_recall_requested),
+        ),
+        (
+            KNOWLEDGE_MEMORY_ERASE,
+            "knowledge-memory-erase",
+            _responder(EraseLeadMemory, _memory_error, when_erase_requested),
+        ),
+    ]
+    for channel, queue, respond in routes:
+        bus.broker.subscriber(channel.wildcard(), queue=queue, title=queue, decoder=raw_body)(
+            respond
+        )

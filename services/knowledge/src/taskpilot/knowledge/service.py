@@ -1,52 +1,200 @@
-"""Knowledge use cases: teach (FAQ create/edit/delete) and search.
+"""Knowledge use cases: teach (FAQs, documents), search, remember, forget, re-index.
 
-Order of writes: the row and the version bump commit first, the vector index follows, the
-KnowledgeUpdated event is published last (after commit).
+Order of writes: rows and the version bump commit first, the vector index follows (or, for a
+document, precedes the commit and is rolled back if the commit fails), and KnowledgeUpdated is
+published last, after commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+from typing import Protocol
 
+from taskpilot.contracts import Message
 from taskpilot.contracts.knowledge import (
     KnowledgeSearchResult,
     KnowledgeUpdated,
+    MemoryHit,
     SearchKnowledge,
 )
 from taskpilot.embeddings import Embedder
-from taskpilot.knowledge.adapters import KnowledgeRepository, VectorStore
-from taskpilot.knowledge.domain import EmbeddingMismatchError, Faq, VectorPoint, point_id
-from taskpilot.runtime.bus import Bus
+from taskpilot.knowledge.adapters import VectorStore
+from taskpilot.knowledge.chunking import Chunk, ChunkLimits, chunk
+from taskpilot.knowledge.documents import extract, media_type
+from taskpilot.knowledge.domain import (
+    Candidate,
+    Document,
+    DocumentIn,
+    DocumentTooLargeError,
+    EmbeddingMismatchError,
+    EmbeddingSpace,
+    Faq,
+    HybridPolicy,
+    Job,
+    Kind,
+    MemoryTurn,
+    StoreQuery,
+    VectorPoint,
+    chunk_item_id,
+    document_keywords,
+    fuse,
+    memory_item_id,
+    point_id,
+    query_keywords,
+)
+from taskpilot.knowledge.repository import KnowledgeRepository, StoredChunk
+
+log = logging.getLogger(__name__)
+
+EMBED_BATCH = 32
 
 
 class FaqNotFoundError(LookupError):
     pass
 
 
-class KnowledgeService:
-    def __init__(self, repo: KnowledgeRepository, store: VectorStore, embedder: Embedder, bus: Bus):
-        self._repo = repo
-        self._store = store
-        self._embedder = embedder
-        self._bus = bus
+class DocumentNotFoundError(LookupError):
+    pass
 
-    async def _index_faq(self, faq: Faq) -> None:
-        [vector] = await asyncio.to_thread(self._embedder.embed_queries, [faq.question])
-        await self._store.upsert(
-            [
-                VectorPoint(
-                    id=point_id(faq.tenant_id, "faq", faq.id),
-                    item_id=faq.id,
-                    tenant_id=faq.tenant_id,
-                    kind="faq",
-                    title=faq.question,
-                    text=faq.question,
-                    answer=faq.answer,
-                    embedding_model=self._embedder.name,
-                    vector=vector.tolist(),
-                )
-            ]
+
+class JobNotFoundError(LookupError):
+    pass
+
+
+class Publisher(Protocol):
+    async def publish(self, message: Message, *, msg_id: str | None = None) -> bool: ...
+
+
+class Retriever:
+    """Turns items into points and queries into ranked hits: embedder + keywords + store."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, policy: HybridPolicy):
+        self.store = store
+        self.embedder = embedder
+        self.policy = policy
+        self.space = EmbeddingSpace(embedder.name, embedder.dim)
+
+    def faq_points(self, faqs: Sequence[Faq]) -> list[VectorPoint]:
+        # A lead's question is compared with the FAQ's question: both embedded as queries.
+        vectors = self.embedder.embed_queries([f.question for f in faqs])
+        return [
+            self._point(f.tenant_id, "faq", f.id, f.question, f.question, vector, answer=f.answer)
+            for f, vector in zip(faqs, vectors, strict=True)
+        ]
+
+    def chunk_points(self, tenant_id: str, chunks: Sequence[StoredChunk]) -> list[VectorPoint]:
+        texts = [c.chunk.titled(c.title) for c in chunks]
+        vectors = self.embedder.embed_passages(texts)
+        return [
+            self._point(
+                tenant_id,
+                "chunk",
+                chunk_item_id(c.document_id, c.chunk.position),
+                " › ".join(p for p in (c.title, c.chunk.heading) if p),
+                c.chunk.text,
+                vector,
+                document_id=c.document_id,
+                position=c.chunk.position,
+                source=c.source or None,
+                keywords_of=text,
+            )
+            for c, text, vector in zip(chunks, texts, vectors, strict=True)
+        ]
+
+    def memory_points(self, turns: Sequence[MemoryTurn]) -> list[VectorPoint]:
+        vectors = self.embedder.embed_passages([t.text() for t in turns])
+        return [
+            self._point(
+                t.tenant_id,
+                "memory",
+                memory_item_id(t.lead_id, t.turn_id),
+                t.turn_id,
+                t.lead_text,
+                vector,
+                answer=t.reply_text,
+                lead_id=t.lead_id,
+            )
+            for t, vector in zip(turns, vectors, strict=True)
+        ]
+
+    def _point(
+        self,
+        tenant_id: str,
+        kind: Kind,
+        item_id: str,
+        title: str,
+        text: str,
+        vector: Sequence[float],
+        *,
+        answer: str | None = None,
+        keywords_of: str | None = None,
+        **extra: object,
+    ) -> VectorPoint:
+        return VectorPoint(
+            id=point_id(tenant_id, kind, item_id),
+            item_id=item_id,
+            tenant_id=tenant_id,
+            kind=kind,
+            title=title,
+            text=text,
+            answer=answer,
+            embedding_model=self.space.model,
+            embedding_dim=self.space.dim,
+            vector=[float(x) for x in vector],
+            keywords=document_keywords(keywords_of or f"{text}\n{answer or ''}"),
+            **extra,
         )
+
+    async def candidates(
+        self,
+        tenant_id: str,
+        text: str,
+        vector: Sequence[float] | None,
+        kinds: tuple[Kind, ...],
+        lead_id: str | None = None,
+    ) -> list[Candidate]:
+        if vector is None:
+            [array] = await asyncio.to_thread(self.embedder.embed_queries, [text])
+            vector = array.tolist()
+        query = StoreQuery(
+            tenant_id=tenant_id,
+            space=self.space,
+            dense=vector,
+            keywords=query_keywords(text),
+            kinds=kinds,
+            limit=self.policy.candidates,
+            lead_id=lead_id,
+        )
+        return await self.store.search(query)
+
+
+class KnowledgeService:
+    def __init__(
+        self,
+        repo: KnowledgeRepository,
+        retriever: Retriever,
+        bus: Publisher,
+        *,
+        max_upload_bytes: int = 10 * 1024 * 1024,
+        max_chunks: int = 5000,
+        limits: ChunkLimits | None = None,
+    ):
+        self._repo = repo
+        self._retriever = retriever
+        self._store = retriever.store
+        self._bus = bus
+        self.max_upload_bytes = max_upload_bytes
+        self._max_chunks = max_chunks
+        self._limits = limits or ChunkLimits()
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    @property
+    def embedding_model(self) -> str:
+        return self._retriever.space.model
 
     async def _announce(self, tenant_id: str, version: int, change: str, item_id: str) -> None:
         await self._bus.publish(
@@ -59,6 +207,11 @@ class KnowledgeService:
             ),
             msg_id=f"knowledge:{tenant_id}:{version}",
         )
+
+    # -- FAQs ----------------------------------------------------------------------------------
+    async def _index_faq(self, faq: Faq) -> None:
+        points = await asyncio.to_thread(self._retriever.faq_points, [faq])
+        await self._store.upsert(points)
 
     async def add_faq(self, tenant_id: str, question: str, answer: str) -> Faq:
         faq, version = await self._repo.add_faq(tenant_id, question, answer)
@@ -85,22 +238,160 @@ class KnowledgeService:
     async def list_faqs(self, tenant_id: str) -> list[Faq]:
         return await self._repo.list_faqs(tenant_id)
 
-    async def search(self, request: SearchKnowledge) -> KnowledgeSearchResult:
-        if request.vector is not None:
-            if request.embedding_model != self._embedder.name:
-                raise EmbeddingMismatchError(
-                    f"query embedded with {request.embedding_model}, "
-                    f"index uses {self._embedder.name}"
+    # -- documents ---------------------------------------------------------------------------
+    async def start_upload(self, tenant_id: str, upload: DocumentIn) -> Job:
+        """Validate and chunk now (bad input is refused before anything is stored); embed and
+        index in the background, reporting progress on the returned job."""
+        if len(upload.data) > self.max_upload_bytes:
+            raise DocumentTooLargeError(
+                f"the file is {len(upload.data)} bytes; the limit is {self.max_upload_bytes}"
+            )
+        kind = media_type(upload.filename, upload.content_type, upload.data)
+        blocks = await asyncio.to_thread(extract, upload.data, kind)
+        chunks = chunk(blocks, self._limits)
+        if len(chunks) > self._max_chunks:
+            raise DocumentTooLargeError(
+                f"the document makes {len(chunks)} chunks; the limit is {self._max_chunks}"
+            )
+        document = Document(
+            id=uuid.uuid4().hex,
+            tenant_id=tenant_id,
+            title=upload.title.strip() or PurePosixPath(upload.filename).stem or "Untitled",
+            source=upload.source.strip() or upload.filename,
+            filename=upload.filename,
+            media_type=kind,
+            status="indexing",
+            chunks=len(chunks),
+        )
+        job = Job(
+            id=uuid.uuid4().hex,
+            tenant_id=tenant_id,
+            document_id=document.id,
+            status="queued",
+            total=len(chunks),
+        )
+        await self._repo.create_document(document, job)
+        task = asyncio.create_task(self._index_document(job, document, chunks))
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+        return job
+
+    async def _index_document(self, job: Job, document: Document, chunks: list[Chunk]) -> None:
+        stored = [StoredChunk(document.id, document.title, document.source, c) for c in chunks]
+        try:
+            points: list[VectorPoint] = []
+            for start in range(0, len(stored), EMBED_BATCH):
+                batch = stored[start : start + EMBED_BATCH]
+                points += await asyncio.to_thread(
+                    self._retriever.chunk_points, job.tenant_id, batch
                 )
-            vector = request.vector
-        else:
-            [array] = await asyncio.to_thread(self._embedder.embed_queries, [request.query])
-            vector = array.tolist()
-        hits = await self._store.search(
-            request.tenant_id, vector, request.top_k, list(request.kinds)
+                job = job.model_copy(update={"status": "embedding", "done": len(points)})
+                await self._repo.update_job(job)
+            await self._repo.update_job(job.model_copy(update={"status": "indexing"}))
+            await self._store.upsert(points)
+            version = await self._repo.finish_document(job, chunks)
+        except Exception as exc:  # the job records why; nothing of the document stays indexed
+            log.exception("indexing document %s failed", document.id)
+            await self._store.delete_matching(job.tenant_id, document_id=document.id)
+            await self._repo.fail_document(job, f"{type(exc).__name__}: {exc}")
+            return
+        await self._announce(job.tenant_id, version, "document_indexed", document.id)
+
+    async def wait_for_jobs(self) -> None:
+        """Let running indexing jobs finish (shutdown, tests)."""
+        while self._jobs:
+            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+
+    async def job(self, tenant_id: str, job_id: str) -> Job:
+        job = await self._repo.get_job(tenant_id, job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    async def document(self, tenant_id: str, document_id: str) -> Document:
+        document = await self._repo.get_document(tenant_id, document_id)
+        if document is None:
+            raise DocumentNotFoundError(document_id)
+        return document
+
+    async def list_documents(self, tenant_id: str) -> list[Document]:
+        return await self._repo.list_documents(tenant_id)
+
+    async def delete_document(self, tenant_id: str, document_id: str) -> None:
+        version = await self._repo.delete_document(tenant_id, document_id)
+        if version is None:
+            raise DocumentNotFoundError(document_id)
+        await self._store.delete_matching(tenant_id, document_id=document_id)
+        await self._announce(tenant_id, version, "document_deleted", document_id)
+
+    # -- search ------------------------------------------------------------------------------
+    async def search(self, request: SearchKnowledge) -> KnowledgeSearchResult:
+        if request.vector is not None and request.embedding_model != self.embedding_model:
+            raise EmbeddingMismatchError(
+                f"query embedded with {request.embedding_model}, index uses {self.embedding_model}"
+            )
+        candidates = await self._retriever.candidates(
+            request.tenant_id, request.query, request.vector, tuple(request.kinds)
         )
         return KnowledgeSearchResult(
-            hits=hits,
+            hits=fuse(candidates, request.top_k, self._retriever.policy, request.min_score),
             knowledge_version=await self._repo.version(request.tenant_id),
-            embedding_model=self._embedder.name,
+            embedding_model=self.embedding_model,
         )
+
+    # -- lead memory ---------------------------------------------------------------------------
+    async def remember(self, turn: MemoryTurn) -> None:
+        await self._repo.save_memory(turn)
+        points = await asyncio.to_thread(self._retriever.memory_points, [turn])
+        await self._store.upsert(points)
+
+    async def recall(
+        self, tenant_id: str, lead_id: str, query: str, top_k: int, min_score: float | None
+    ) -> list[MemoryHit]:
+        candidates = await self._retriever.candidates(
+            tenant_id, query, None, ("memory",), lead_id=lead_id
+        )
+        hits = fuse(candidates, top_k, self._retriever.policy, min_score)
+        return [
+            MemoryHit(
+                turn_id=h.title,
+                lead_text=h.text,
+                reply_text=h.answer or "",
+                score=h.score,
+                rank_score=h.rank_score,
+            )
+            for h in hits
+        ]
+
+    async def erase_lead(self, tenant_id: str, lead_id: str) -> int:
+        """Forget the lead: rows first (the source of any re-index), then the points."""
+        erased = await self._repo.erase_memories(tenant_id, lead_id)
+        await self._store.delete_matching(tenant_id, lead_id=lead_id)
+        return erased
+
+    # -- re-indexing ---------------------------------------------------------------------------
+    async def reindex_stale_tenants(self) -> list[str]:
+        """Rebuild every tenant whose points came from another embedding model."""
+        tenants = await self._repo.tenants_indexed_with_another_model()
+        for tenant_id in tenants:
+            await self.reindex(tenant_id)
+        return tenants
+
+    async def reindex(self, tenant_id: str) -> int:
+        """Re-embed the tenant's FAQs, document chunks and memory from the rows."""
+        faqs = await self._repo.list_faqs(tenant_id)
+        chunks = await self._repo.indexed_chunks(tenant_id)
+        turns = await self._repo.memories(tenant_id)
+        points: list[VectorPoint] = []
+        if faqs:
+            points += await asyncio.to_thread(self._retriever.faq_points, faqs)
+        for start in range(0, len(chunks), EMBED_BATCH):
+            batch = chunks[start : start + EMBED_BATCH]
+            points += await asyncio.to_thread(self._retriever.chunk_points, tenant_id, batch)
+        if turns:
+            points += await asyncio.to_thread(self._retriever.memory_points, turns)
+        await self._store.upsert(points)
+        version = await self._repo.reindexed(tenant_id)
+        await self._announce(tenant_id, version, "reindexed", self.embedding_model)
+        log.info("re-indexed %s: %d points with %s", tenant_id, len(points), self.embedding_model)
+        return len(points)

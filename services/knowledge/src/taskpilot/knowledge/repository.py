@@ -1,0 +1,345 @@
+"""Knowledge rows in PostgreSQL: FAQs, documents and their chunks, indexing jobs, lead memory,
+knowledge versions. Every tenant query runs inside :func:`tenant_transaction` (row-level
+security); the text of every indexed item lives here, so the vector index can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from taskpilot.knowledge.chunking import Chunk
+from taskpilot.knowledge.domain import Document, Faq, Job, MemoryTurn
+from taskpilot.tenancy import tenant_transaction
+from taskpilot.tenancy.rls import APP_ROLE, ensure_app_role_sql, tenant_table_sql
+
+TENANT_TABLES = (
+    "knowledge_faqs",
+    "knowledge_versions",
+    "knowledge_documents",
+    "knowledge_chunks",
+    "knowledge_jobs",
+    "knowledge_memories",
+)
+
+SCHEMA = (
+    ensure_app_role_sql()
+    + """
+CREATE TABLE IF NOT EXISTS knowledge_faqs (
+    tenant_id   text NOT NULL,
+    id          text NOT NULL,
+    question    text NOT NULL,
+    answer      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE IF NOT EXISTS knowledge_versions (
+    tenant_id   text PRIMARY KEY,
+    version     bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS knowledge_documents (
+    tenant_id   text NOT NULL,
+    id          text NOT NULL,
+    title       text NOT NULL,
+    source      text NOT NULL,
+    filename    text NOT NULL,
+    media_type  text NOT NULL,
+    status      text NOT NULL,
+    chunks      integer NOT NULL DEFAULT 0,
+    error       text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE IF NOT EXISTS knowledge_chunks (
+    tenant_id   text NOT NULL,
+    document_id text NOT NULL,
+    position    integer NOT NULL,
+    heading     text NOT NULL,
+    text        text NOT NULL,
+    PRIMARY KEY (tenant_id, document_id, position)
+);
+CREATE TABLE IF NOT EXISTS knowledge_jobs (
+    tenant_id   text NOT NULL,
+    id          text NOT NULL,
+    document_id text NOT NULL,
+    status      text NOT NULL,
+    done        integer NOT NULL DEFAULT 0,
+    total       integer NOT NULL DEFAULT 0,
+    error       text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE IF NOT EXISTS knowledge_memories (
+    tenant_id   text NOT NULL,
+    lead_id     text NOT NULL,
+    turn_id     text NOT NULL,
+    lead_text   text NOT NULL,
+    reply_text  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, lead_id, turn_id)
+);
+-- Which embedding model indexed each tenant's points. No tenant content, so no row-level
+-- security: the re-index after a model change must list the tenants it has to rebuild.
+CREATE TABLE IF NOT EXISTS knowledge_index_models (
+    tenant_id        text PRIMARY KEY,
+    embedding_model  text NOT NULL
+);
+"""
+    + "".join(tenant_table_sql(t) for t in TENANT_TABLES)
+    + f"GRANT SELECT, INSERT, UPDATE ON knowledge_index_models TO {APP_ROLE};\n"
+)
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    document_id: str
+    title: str
+    source: str
+    chunk: Chunk
+
+
+class KnowledgeRepository:
+    """All knowledge SQL. Writes that change what a tenant's leads can be told bump the
+    tenant's knowledge version in the same transaction and return it."""
+
+    def __init__(self, pool: AsyncConnectionPool, embedding_model: str):
+        self._pool = pool
+        self._model = embedding_model
+
+    # -- FAQs -----------------------------------------------------------------------------
+    async def add_faq(self, tenant_id: str, question: str, answer: str) -> tuple[Faq, int]:
+        faq = Faq(id=uuid.uuid4().hex, tenant_id=tenant_id, question=question, answer=answer)
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            await conn.execute(
+                """INSERT INTO knowledge_faqs (tenant_id, id, question, answer)
+                   VALUES (%s, %s, %s, %s)""",
+                (tenant_id, faq.id, question, answer),
+            )
+            version = await self._changed(conn, tenant_id)
+        return faq, version
+
+    async def update_faq(
+        self, tenant_id: str, faq_id: str, question: str, answer: str
+    ) -> int | None:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                """UPDATE knowledge_faqs SET question = %s, answer = %s, updated_at = now()
+                   WHERE id = %s""",
+                (question, answer, faq_id),
+            )
+            if cur.rowcount == 0:
+                return None
+            return await self._changed(conn, tenant_id)
+
+    async def delete_faq(self, tenant_id: str, faq_id: str) -> int | None:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute("DELETE FROM knowledge_faqs WHERE id = %s", (faq_id,))
+            if cur.rowcount == 0:
+                return None
+            return await self._changed(conn, tenant_id)
+
+    async def list_faqs(self, tenant_id: str) -> list[Faq]:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT tenant_id, id, question, answer FROM knowledge_faqs ORDER BY created_at, id"
+            )
+            return [Faq.model_validate(row) for row in await cur.fetchall()]
+
+    # -- documents and jobs -----------------------------------------------------------------
+    async def create_document(self, document: Document, job: Job) -> None:
+        async with tenant_transaction(self._pool, document.tenant_id) as conn:
+            await conn.execute(
+                """INSERT INTO knowledge_documents
+                   (tenant_id, id, title, source, filename, media_type, status, chunks)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    document.tenant_id,
+                    document.id,
+                    document.title,
+                    document.source,
+                    document.filename,
+                    document.media_type,
+                    document.status,
+                    document.chunks,
+                ),
+            )
+            await conn.execute(
+                """INSERT INTO knowledge_jobs (tenant_id, id, document_id, status, done, total)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                (job.tenant_id, job.id, job.document_id, job.status, job.done, job.total),
+            )
+
+    async def update_job(self, job: Job) -> None:
+        async with tenant_transaction(self._pool, job.tenant_id) as conn:
+            await conn.execute(
+                """UPDATE knowledge_jobs SET status = %s, done = %s, total = %s, error = %s,
+                   updated_at = now() WHERE id = %s""",
+                (job.status, job.done, job.total, job.error, job.id),
+            )
+
+    async def finish_document(self, job: Job, chunks: Sequence[Chunk]) -> int:
+        """Chunks saved, document indexed, job done, version bumped: all or nothing."""
+        async with tenant_transaction(self._pool, job.tenant_id) as conn:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    """INSERT INTO knowledge_chunks
+                       (tenant_id, document_id, position, heading, text)
+                       VALUES (%s, %s, %s, %s, %s)""",
+                    [
+                        (job.tenant_id, job.document_id, c.position, c.heading, c.text)
+                        for c in chunks
+                    ],
+                )
+            await conn.execute(
+                "UPDATE knowledge_documents SET status = 'indexed', chunks = %s WHERE id = %s",
+                (len(chunks), job.document_id),
+            )
+            await conn.execute(
+                """UPDATE knowledge_jobs SET status = 'done', done = %s, total = %s,
+                   updated_at = now() WHERE id = %s""",
+                (len(chunks), len(chunks), job.id),
+            )
+            return await self._changed(conn, job.tenant_id)
+
+    async def fail_document(self, job: Job, error: str) -> None:
+        async with tenant_transaction(self._pool, job.tenant_id) as conn:
+            await conn.execute(
+                "UPDATE knowledge_documents SET status = 'failed', error = %s WHERE id = %s",
+                (error, job.document_id),
+            )
+            await conn.execute(
+                """UPDATE knowledge_jobs SET status = 'failed', error = %s, updated_at = now()
+                   WHERE id = %s""",
+                (error, job.id),
+            )
+
+    async def get_job(self, tenant_id: str, job_id: str) -> Job | None:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                """SELECT tenant_id, id, document_id, status, done, total, error
+                   FROM knowledge_jobs WHERE id = %s""",
+                (job_id,),
+            )
+            row = await cur.fetchone()
+        return Job.model_validate(row) if row else None
+
+    async def get_document(self, tenant_id: str, document_id: str) -> Document | None:
+        documents = await self._documents(tenant_id, document_id)
+        return documents[0] if documents else None
+
+    async def list_documents(self, tenant_id: str) -> list[Document]:
+        return await self._documents(tenant_id, None)
+
+    async def _documents(self, tenant_id: str, document_id: str | None) -> list[Document]:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                """SELECT tenant_id, id, title, source, filename, media_type, status, chunks, error
+                   FROM knowledge_documents WHERE %s::text IS NULL OR id = %s
+                   ORDER BY created_at, id""",
+                (document_id, document_id),
+            )
+            return [Document.model_validate(row) for row in await cur.fetchall()]
+
+    async def delete_document(self, tenant_id: str, document_id: str) -> int | None:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "DELETE FROM knowledge_documents WHERE id = %s", (document_id,)
+            )
+            if cur.rowcount == 0:
+                return None
+            await conn.execute(
+                "DELETE FROM knowledge_chunks WHERE document_id = %s", (document_id,)
+            )
+            await conn.execute("DELETE FROM knowledge_jobs WHERE document_id = %s", (document_id,))
+            return await self._changed(conn, tenant_id)
+
+    async def indexed_chunks(self, tenant_id: str) -> list[StoredChunk]:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                """SELECT c.document_id, d.title, d.source, c.position, c.heading, c.text
+                   FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
+                   WHERE d.status = 'indexed' ORDER BY c.document_id, c.position"""
+            )
+            return [
+                StoredChunk(doc, title, source, Chunk(position, heading, text))
+                for doc, title, source, position, heading, text in await cur.fetchall()
+            ]
+
+    # -- lead memory ----------------------------------------------------------------------------
+    async def save_memory(self, turn: MemoryTurn) -> None:
+        async with tenant_transaction(self._pool, turn.tenant_id) as conn:
+            await conn.execute(
+                """INSERT INTO knowledge_memories
+                   (tenant_id, lead_id, turn_id, lead_text, reply_text)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (tenant_id, lead_id, turn_id) DO UPDATE
+                   SET lead_text = EXCLUDED.lead_text, reply_text = EXCLUDED.reply_text""",
+                (turn.tenant_id, turn.lead_id, turn.turn_id, turn.lead_text, turn.reply_text),
+            )
+            await self._register(conn, turn.tenant_id)
+
+    async def memories(self, tenant_id: str) -> list[MemoryTurn]:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                """SELECT tenant_id, lead_id, turn_id, lead_text, reply_text
+                   FROM knowledge_memories ORDER BY created_at"""
+            )
+            return [MemoryTurn.model_validate(row) for row in await cur.fetchall()]
+
+    async def erase_memories(self, tenant_id: str, lead_id: str) -> int:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "DELETE FROM knowledge_memories WHERE lead_id = %s", (lead_id,)
+            )
+            return cur.rowcount
+
+    # -- versions and the embedding model ---------------------------------------------------------
+    async def version(self, tenant_id: str) -> int:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute("SELECT version FROM knowledge_versions")
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def tenants_indexed_with_another_model(self) -> list[str]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT tenant_id FROM knowledge_index_models
+                   WHERE embedding_model <> %s ORDER BY tenant_id""",
+                (self._model,),
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    async def reindexed(self, tenant_id: str) -> int:
+        """The tenant's points now come from the current model: record it, bump the version."""
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            return await self._changed(conn, tenant_id)
+
+    async def _changed(self, conn: AsyncConnection, tenant_id: str) -> int:
+        await self._register(conn, tenant_id)
+        cur = await conn.execute(
+            """INSERT INTO knowledge_versions (tenant_id, version) VALUES (%s, 1)
+               ON CONFLICT (tenant_id) DO UPDATE SET version = knowledge_versions.version + 1
+               RETURNING version""",
+            (tenant_id,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def _register(self, conn: AsyncConnection, tenant_id: str) -> None:
+        await conn.execute(
+            """INSERT INTO knowledge_index_models (tenant_id, embedding_model) VALUES (%s, %s)
+               ON CONFLICT (tenant_id) DO UPDATE SET embedding_model = EXCLUDED.embedding_model""",
+            (tenant_id, self._model),
+        )
