@@ -5,13 +5,11 @@ and a database of its own (the e2e suite runs another tools process on the share
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import caldav
@@ -182,9 +180,9 @@ class Collected:
         return [m for m in self.messages if isinstance(m, cls)]
 
     async def wait_for(self, cls: type[Any], count: int = 1, timeout: float = 20) -> list[Any]:
-        async def enough() -> list[Any] | None:
+        async def enough() -> list[Any]:
             found = self.of(cls)
-            return found if len(found) >= count else None
+            return found if len(found) >= count else []
 
         return await eventually(enough, timeout=timeout, what=f"{count} {cls.__name__}")
 
@@ -206,12 +204,3 @@ async def collected(bus: Bus, tenant: str) -> AsyncIterator[Collected]:
     sub = await bus.js.subscribe(f"tools.{tenant}.>", cb=keep, ordered_consumer=True)
     yield found
     await sub.unsubscribe()
-
-
-async def settle() -> None:
-    """Let callbacks already scheduled run (no waiting on time)."""
-    await asyncio.sleep(0)
-
-
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path

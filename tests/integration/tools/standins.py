@@ -8,7 +8,6 @@ codes, plus knobs to inject failures. Each runs in its own thread under uvicorn.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -279,7 +278,6 @@ class Receiver:
     received: list[dict[str, Any]] = field(default_factory=list)
     script: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     always: dict[str, int] = field(default_factory=dict)
-    changed: asyncio.Event | None = None
 
     def on(self, path: str) -> list[dict[str, Any]]:
         return [r for r in self.received if r["path"] == path]

@@ -10,7 +10,12 @@ from pydantic import BaseModel
 from taskpilot.contracts.conversation import CONVERSATION_EVENTS
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.envelope import Message
-from taskpilot.contracts.inference import GenerateReply, ReplyGenerated
+from taskpilot.contracts.inference import (
+    GenerateReply,
+    ReplyGenerated,
+    TenantBudgetExceeded,
+    TenantBudgetNearCap,
+)
 from taskpilot.contracts.knowledge import KnowledgeSearchResult, KnowledgeUpdated, SearchKnowledge
 from taskpilot.contracts.tools import (
     BookingCancelled,
@@ -39,6 +44,8 @@ MESSAGES: tuple[type[Message], ...] = (
     WhatsAppSendFailed,
     GenerateReply,
     ReplyGenerated,
+    TenantBudgetNearCap,
+    TenantBudgetExceeded,
     SearchKnowledge,
     KnowledgeUpdated,
     ExecuteToolCall,

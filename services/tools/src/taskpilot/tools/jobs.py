@@ -82,7 +82,8 @@ class Jobs:
         job = await self._repo.job(tenant_id, job_id)
         if job is None:
             raise JobNotFoundError(job_id)
-        job.pop("state", None)  # working data, not for the dashboard
+        state = job.pop("state") or {}  # working data, not for the dashboard, except:
+        job["runs"] = state.get("runs", [])  # the step each run started at (restarts show)
         return job
 
     async def run(self, command: RunJob) -> None:
@@ -105,7 +106,11 @@ class Jobs:
 
     async def _run_steps(self, command: RunJob, done: int, state: dict[str, Any]) -> None:
         tenant, job_id = command.tenant_id, command.job_id
-        await self._repo.save_job(tenant, job_id, status="running", total_steps=len(STEPS))
+        state = {**state, "runs": [*state.get("runs", []), done]}
+        await self._repo.save_job(
+            tenant, job_id, status="running", total_steps=len(STEPS), state=state
+        )
+        log.info("job %s (%s) running from step %d of %d", job_id, command.kind, done, len(STEPS))
         for number, step in enumerate(STEPS[done:], start=done + 1):
             if self._pause:
                 await asyncio.sleep(self._pause)  # a throttle for demos and restart tests
