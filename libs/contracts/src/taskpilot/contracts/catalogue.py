@@ -10,12 +10,7 @@ from pydantic import BaseModel
 from taskpilot.contracts.conversation import CONVERSATION_EVENTS
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.envelope import Message
-from taskpilot.contracts.inference import (
-    GenerateReply,
-    ReplyGenerated,
-    TenantBudgetExceeded,
-    TenantBudgetNearCap,
-)
+from taskpilot.contracts.inference import GenerateReply, ReplyGenerated
 from taskpilot.contracts.knowledge import KnowledgeSearchResult, KnowledgeUpdated, SearchKnowledge
 from taskpilot.contracts.tools import (
     BookingCancelled,
@@ -44,8 +39,6 @@ MESSAGES: tuple[type[Message], ...] = (
     WhatsAppSendFailed,
     GenerateReply,
     ReplyGenerated,
-    TenantBudgetNearCap,
-    TenantBudgetExceeded,
     SearchKnowledge,
     KnowledgeUpdated,
     ExecuteToolCall,
