@@ -4,6 +4,7 @@ by its composition root) → Radicale / the Google and Stripe stand-ins → Tool
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import timedelta
 
@@ -316,3 +317,37 @@ async def test_a_workflow_is_triggered_with_its_auth(
     }
     [got] = standin.on(path)
     assert got["headers"]["x-n8n-key"] == "n8n-header-secret"
+
+
+async def test_secrets_never_reach_the_logs(
+    bus: Bus,
+    api: httpx.AsyncClient,
+    collected: Collected,
+    tenant: str,
+    google: tuple[GoogleStandIn, str],
+    stripe_standin: tuple[StripeStandIn, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    google[0].add_client("client-1", "secret-1", "1//refresh")
+    calendar_id = f"{tenant}@group.calendar.google.com"
+    await configure(
+        api, tenant, calendar=google_connection(calendar_id), stripe_url=stripe_standin[1]
+    )
+    google[0].fail_next.append(503)  # a retry, logged
+    stripe_standin[0].fail_next.extend([500] * 3)  # fails every attempt, logged
+    day = next_monday(3)
+
+    calls = [
+        tool_call(tenant, "book_slot", {"start": at(day, 9).isoformat()}),
+        tool_call(tenant, "create_payment_link", {"amount_minor": 100}),
+    ]
+    for call in calls:
+        await send(bus, call)
+    done = [await completion(collected, call) for call in calls]
+
+    assert done[1].error is not None and done[1].error.code == "stripe_unavailable"
+    assert stripe_standin[0].fail_next == []
+    for secret in ("secret-1", "1//refresh", "sk_test_standin", "whsec_test_secret"):
+        assert secret not in caplog.text
+    assert "retrying" in caplog.text  # the logs did record the failures

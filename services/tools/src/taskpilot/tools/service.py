@@ -217,6 +217,10 @@ class ToolsService:
         )
         if taken or held.status == "released":
             raise await self._slot_taken(call, calendar, policy, wanted, taken)
+        if held.status == "cancelled":  # booked by this call once, cancelled since
+            raise ToolFailedError(
+                ToolError(code="booking_cancelled", message="this booking was cancelled")
+            )
         if held.status == "reserved" and await calendar.find_event(held.booking_id) is None:
             busy = await calendar.busy(guard.start, guard.end)
             if replaces is not None:  # the booking being moved does not block its new slot

@@ -78,7 +78,8 @@ class StripePayments:
         except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
             raise ProviderUnavailableError(self.name, str(exc)) from exc
         except stripe.StripeError as exc:
-            if exc.http_status is None or exc.http_status >= 500:
+            # 409: the same idempotency key is in flight (a concurrent redelivery): retry.
+            if exc.http_status is None or exc.http_status >= 500 or exc.http_status == 409:
                 raise ProviderUnavailableError(self.name, str(exc)) from exc
             raise ProviderRejectedError(self.name, str(exc)) from exc
         return CheckoutLink(
