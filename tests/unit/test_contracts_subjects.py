@@ -90,7 +90,7 @@ def test_messages_build_their_subjects_from_their_channel() -> None:
     )
 
     assert inbound.subject() == "wa.in.acme.34600111222.message"
-    assert composed.subject() == "conversation.acme.reply_composed"
+    assert composed.subject() == "conversation.acme.34600111222.reply_composed"
 
 
 def test_a_dead_letter_origin_is_made_a_safe_token() -> None:
@@ -104,3 +104,12 @@ def test_a_dead_letter_origin_is_made_a_safe_token() -> None:
     )
 
     assert letter.subject() == "dlq.acme.ingest_webhook_v2"
+
+
+def test_conversation_events_carry_the_lead_so_one_leads_events_can_be_selected() -> None:
+    channel = subjects.CONVERSATION_EVENT
+
+    assert channel.placeholders == ("tenant", "lead", "event")
+    assert channel.wildcard(tenant="acme", lead="34600111222") == "conversation.acme.34600111222.*"
+    with pytest.raises(ValueError, match="missing"):
+        channel.subject(tenant="acme", event="reply_composed")

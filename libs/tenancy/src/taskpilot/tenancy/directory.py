@@ -47,6 +47,13 @@ class BusinessProfile(BaseModel):
     handoff_message: str = (
         "Thanks for your message! A member of the {name} team will get back to you shortly."
     )
+    enabled_tools: list[str] | None = Field(
+        default=None,
+        description=(
+            "Tools the assistant may offer the model (a subset of the tools service's "
+            "configuration, which still refuses any other); None offers none"
+        ),
+    )
 
     def render(self, template: str) -> str:
         return template.replace("{name}", self.name)
@@ -81,12 +88,10 @@ class TenantDirectory:
         self._by_number: dict[str, tuple[float, str | None]] = {}
 
     async def ensure_schema(self) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtext('taskpilot.tenants'))")
-            try:
-                await conn.execute(SCHEMA_SQL)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext('taskpilot.tenants'))")
+        # The lock is released at commit, after the tables are visible to the next replica.
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('taskpilot.tenants'))")
+            await conn.execute(SCHEMA_SQL)
 
     async def upsert(self, tenant: Tenant) -> None:
         sealed = self._box.seal(

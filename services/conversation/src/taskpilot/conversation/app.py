@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from taskpilot.conversation import handlers
 from taskpilot.conversation.adapters import Timers, open_event_store
 from taskpilot.conversation.api import conversations_router
+from taskpilot.conversation.committer import GroupCommitter
 from taskpilot.conversation.gdpr import Gdpr
 from taskpilot.conversation.relay import Relay
 from taskpilot.conversation.settings import ConversationSettings
@@ -46,7 +47,8 @@ async def create(settings: ConversationSettings) -> ServiceApp:
         loop.call_soon_threadsafe(relay.wake)
 
     app.on_saved = wake_relay
-    handlers.register(res.bus, app, settings.partitions)
+    committer = GroupCommitter(app)
+    handlers.register(res.bus, app, committer, res.tenants, settings.partitions)
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
     http.include_router(conversations_router(app, gdpr))
     add_ops_routes(http, "conversation", res.readiness())
@@ -60,6 +62,6 @@ async def create(settings: ConversationSettings) -> ServiceApp:
         http,
         settings.http_host,
         settings.http_port,
-        background=[relay.run, timer_loop.run],
+        background=[committer.flush_forever, relay.run, timer_loop.run],
         on_stop=[close_store, res.close],
     )

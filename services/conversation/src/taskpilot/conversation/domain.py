@@ -120,15 +120,22 @@ class Conversation(Aggregate):
     def _open_turn(self, env: dict[str, Any]) -> None:
         for turn_id in list(self.open_turns):
             self._turn_superseded(env, turn_id)
-        waiting = sum(int(m.get("lines", 1)) for m in self.pending)
-        earlier = self.history[: len(self.history) - waiting][-HISTORY_TURNS:]
+        unanswered = {line for m in self.pending for line in m["lines"]}
+        answered = [h for i, h in enumerate(self.history) if i not in unanswered]
+        earlier = answered[-HISTORY_TURNS:]
         text = "\n".join(m["text"] for m in self.pending)
         self._reply_requested(env, self.pending[-1]["wamid"], text, earlier, 0, [])
 
     # -- the assistant's answer --------------------------------------------------------
 
-    def compose(self, turn_id: str, reply: dict[str, Any], causation_id: str) -> bool:
-        """Record inference's answer to an open turn: tool calls to run, or the reply."""
+    def compose(
+        self, turn_id: str, reply: dict[str, Any], causation_id: str, holding_text: str = ""
+    ) -> bool:
+        """Record inference's answer to an open turn: tool calls to run, or the reply.
+
+        ``holding_text`` is what the lead gets if the turn must end in a handoff with nothing
+        else to say (tool rounds exhausted): never silence.
+        """
         turn = self.open_turns.get(turn_id)
         if turn is None or reply.get("round", 0) != turn["round"]:
             return False  # answered already, superseded, or a stale round
@@ -145,10 +152,12 @@ class Conversation(Aggregate):
                 "handoff": True,
                 "handoff_reason": f"still calling tools after {MAX_TOOL_ROUNDS} rounds",
             }
+        if calls and not reply.get("text"):
+            reply = {**reply, "text": holding_text, "source": "handoff"}
         self._reply_composed(env, turn_id, {k: v for k, v in reply.items() if k != "tool_calls"})
-        if reply.get("handoff") and self.mode == "bot":
+        if reply.get("handoff"):
             reason = str(reply.get("handoff_reason") or "the assistant could not answer")
-            self._handed_off(env, reason, "assistant")
+            self._hand_off(env, reason, "assistant")
         return True
 
     def tool_completed(
@@ -191,8 +200,7 @@ class Conversation(Aggregate):
                 "latency_ms": 0.0,
             },
         )
-        if self.mode == "bot":
-            self._handed_off(env, "no answer within the deadline", "system")
+        self._hand_off(env, "no answer within the deadline", "system")
         return True
 
     # -- delivery ----------------------------------------------------------------------
@@ -207,24 +215,36 @@ class Conversation(Aggregate):
         self, turn_id: str, reason: str, code: int | None, causation_id: str, correlation_id: str
     ) -> bool:
         if turn_id not in self.replies or self.outcomes.get(turn_id) not in (None, "sent"):
-            return False
+            return False  # failed already, or delivered (a later failure report is stale)
         env = self._env(correlation_id, causation_id)
         self._reply_failed(env, turn_id, reason, code)
         if code == 131047:  # Meta: more than 24 hours since the lead last wrote
             self._window_closed(env, turn_id)
-        if self.mode == "bot":
-            self._handed_off(env, f"reply could not be sent: {reason}", "system")
+        self._hand_off(env, f"reply could not be sent: {reason}", "system")
         return True
 
-    def delivery_status(self, wamid: str, status: str, causation_id: str) -> bool:
-        """Meta's delivered/read/played for one of our messages; only forward progress."""
+    def delivery_status(
+        self,
+        wamid: str,
+        status: str,
+        causation_id: str,
+        error_code: int | None = None,
+        error_title: str = "",
+    ) -> bool:
+        """Meta's status for one of our messages: delivered/read/played move forward only;
+        failed (how Meta reports most send failures, 131047 included) is a failed reply."""
         turn_id = self.outbound.get(wamid)
-        if turn_id is None:
+        if turn_id is None or self.outcomes.get(turn_id) == "failed":
             return False
-        current = STATUS_ORDER.get(self.outcomes.get(turn_id, ""), 0)
-        if STATUS_ORDER.get(status, 0) <= current:
+        correlation = self.open_turns.get(turn_id, {}).get("correlation", turn_id)
+        if status == "failed":
+            reason = error_title or "Meta reported the message as failed"
+            return self.failed(turn_id, reason, error_code, causation_id, correlation)
+        if status not in ("delivered", "read", "played"):
             return False
-        self._reply_status_changed(self._env(wamid, causation_id), turn_id, wamid, status)
+        if STATUS_ORDER[status] <= STATUS_ORDER.get(self.outcomes.get(turn_id, ""), 0):
+            return False
+        self._reply_status_changed(self._env(correlation, causation_id), turn_id, wamid, status)
         return True
 
     # -- humans ------------------------------------------------------------------------
@@ -232,11 +252,18 @@ class Conversation(Aggregate):
     def take_over(self, agent: str, causation_id: str) -> bool:
         if self.mode == "human":
             return False
-        env = self._env(f"takeover:{agent}", causation_id)
+        self._hand_off(
+            self._env(f"takeover:{agent}", causation_id), f"taken over by {agent}", agent
+        )
+        return True
+
+    def _hand_off(self, env: dict[str, Any], reason: str, by: str) -> None:
+        """A person takes over: no open turn may answer after this (the bot stays silent)."""
+        if self.mode != "bot":
+            return
         for turn_id in list(self.open_turns):
             self._turn_superseded(env, turn_id)
-        self._handed_off(env, f"taken over by {agent}", agent)
-        return True
+        self._handed_off(env, reason, by)
 
     def human_reply(self, agent: str, text: str, now: datetime, causation_id: str) -> str:
         """A person replies through the same send path. Returns the reply's turn id."""
@@ -270,9 +297,10 @@ class Conversation(Aggregate):
         self.seen_wamids[wamid] = None
         line = text or f"[{kind}]"
         self.history.append({"role": "lead", "text": line})
-        self.last_inbound_at = at or self.last_inbound_at
+        if at and (self.last_inbound_at is None or at > self.last_inbound_at):
+            self.last_inbound_at = at  # a late redelivery of an older message never shrinks it
         if awaits_reply:
-            self.pending.append({"wamid": wamid, "text": line})
+            self.pending.append({"wamid": wamid, "text": line, "lines": [len(self.history) - 1]})
 
     @event("ReplyRequested")
     def _reply_requested(
@@ -284,9 +312,8 @@ class Conversation(Aggregate):
         round: int,
         tool_results: list[dict[str, Any]],
     ) -> None:
-        lines = 1
         if round == 0:  # a new turn takes every pending message; later rounds keep it
-            lines = sum(int(m.get("lines", 1)) for m in self.pending)
+            lines = [line for m in self.pending for line in m["lines"]]
             self.pending = []
         else:
             lines = self.open_turns[turn_id]["lines"]
@@ -296,7 +323,7 @@ class Conversation(Aggregate):
             "text": text,
             "history": history,
             "calls": {},
-            "lines": lines,
+            "lines": lines,  # positions in the history of the messages this turn answers
         }
 
     @event("TurnSuperseded")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -15,9 +14,11 @@ from taskpilot.contracts.whatsapp import (
     WhatsAppSendFailed,
     WhatsAppStatusReceived,
 )
-from taskpilot.conversation.service import Conversations
+from taskpilot.conversation.committer import GroupCommitter
+from taskpilot.conversation.service import Change, ConversationNotFoundError, Conversations
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, subscribe
+from taskpilot.tenancy import TenantDirectory
 
 M = TypeVar("M", bound=Message)
 
@@ -49,19 +50,48 @@ SEND_FAILED = ConsumerSpec(
 )
 
 
-def _threaded(use_case: Callable[[M], bool]) -> Callable[[M], Awaitable[None]]:
-    # eventsourcing is synchronous; keep the event loop free while it saves.
+def _committed(
+    committer: GroupCommitter, change: Callable[[M], Change], tolerate_missing: bool = False
+) -> Callable[[M], Awaitable[None]]:
     async def handle(message: M) -> None:
-        await asyncio.to_thread(use_case, message)
+        try:
+            await committer.run(change(message))
+        except ConversationNotFoundError:
+            if not tolerate_missing:
+                raise
 
     return handle
 
 
-def register(bus: Bus, app: Conversations, partitions: list[int]) -> None:
+def register(
+    bus: Bus,
+    app: Conversations,
+    committer: GroupCommitter,
+    tenants: TenantDirectory,
+    partitions: list[int],
+) -> None:
+    async def when_reply_generated(reply: ReplyGenerated) -> None:
+        profile = (await tenants.get(reply.tenant_id)).profile
+        holding = profile.render(profile.handoff_message)
+        await committer.run(app.compose_change(reply, holding))
+
     for partition in partitions:
-        subscribe(bus, inbound_spec(partition), WhatsAppMessageReceived, _threaded(app.receive))
-    subscribe(bus, STATUSES, WhatsAppStatusReceived, _threaded(app.status))
-    subscribe(bus, REPLIES, ReplyGenerated, _threaded(app.compose))
-    subscribe(bus, TOOL_RESULTS, ToolCallCompleted, _threaded(app.tool_completed))
-    subscribe(bus, SENT, WhatsAppMessageSent, _threaded(app.sent))
-    subscribe(bus, SEND_FAILED, WhatsAppSendFailed, _threaded(app.failed))
+        subscribe(
+            bus,
+            inbound_spec(partition),
+            WhatsAppMessageReceived,
+            _committed(committer, app.receive_change),
+        )
+    # A status of a message no conversation sent (e.g. sent from Meta's own tools) is fine.
+    subscribe(
+        bus,
+        STATUSES,
+        WhatsAppStatusReceived,
+        _committed(committer, app.status_change, tolerate_missing=True),
+    )
+    subscribe(bus, REPLIES, ReplyGenerated, when_reply_generated)
+    subscribe(
+        bus, TOOL_RESULTS, ToolCallCompleted, _committed(committer, app.tool_completed_change)
+    )
+    subscribe(bus, SENT, WhatsAppMessageSent, _committed(committer, app.sent_change))
+    subscribe(bus, SEND_FAILED, WhatsAppSendFailed, _committed(committer, app.failed_change))

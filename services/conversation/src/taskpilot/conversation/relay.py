@@ -53,10 +53,9 @@ def timers_for(event: Any, turn_deadline: timedelta, burst_window: timedelta) ->
     """The timers a stored event starts or cancels (pure; applied by the relay)."""
     name = type(event).__name__
     if name == "ReplyRequested":
-        return [
-            TimerChange("burst", "", None),
-            TimerChange("turn", event.turn_id, event.timestamp + turn_deadline),
-        ]
+        deadline = TimerChange("turn", event.turn_id, event.timestamp + turn_deadline)
+        # Only a new turn took the pending messages; a tool round leaves a new burst running.
+        return [TimerChange("burst", "", None), deadline] if event.round == 0 else [deadline]
     if name == "MessageReceived" and event.awaits_reply and burst_window:
         return [TimerChange("burst", "", event.timestamp + burst_window)]
     if name in ("ReplyComposed", "TurnSuperseded"):

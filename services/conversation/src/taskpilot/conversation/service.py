@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,19 @@ class ConversationNotFoundError(LookupError):
     pass
 
 
+@dataclass(frozen=True)
+class Change:
+    """One use case as data: which conversation, what to decide, how to start it if new.
+
+    The synchronous ``_run`` (tests, the HTTP API) and the group committer (the bus
+    handlers) execute the same Change.
+    """
+
+    id: uuid.UUID
+    decide: Callable[[Conversation], Any]
+    create: Callable[[], Conversation] | None = None
+
+
 def content_text(message: WhatsAppMessageReceived) -> str | None:
     content = message.content
     for attribute in ("body", "text", "title", "caption"):
@@ -68,20 +82,28 @@ class Conversations(Application):
         self.burst_window_s = burst_window_s
         self.on_saved: Callable[[], None] = lambda: None
 
+    def load(self, change: Change) -> Conversation:
+        try:
+            conversation: Conversation = self.repository.get(change.id)
+        except AggregateNotFoundError:
+            if change.create is None:
+                raise ConversationNotFoundError(str(change.id)) from None
+            conversation = change.create()
+        return conversation
+
     def _change(
         self,
         id_: uuid.UUID,
         decide: Callable[[Conversation], Any],
         create: Callable[[], Conversation] | None = None,
     ) -> Any:
+        return self.run(Change(id_, decide, create))
+
+    def run(self, change: Change) -> Any:
+        """Load, decide, save; on a concurrent writer's conflict, reload and decide again."""
         for attempt in range(RETRIES):
-            try:
-                conversation: Conversation = self.repository.get(id_)
-            except AggregateNotFoundError:
-                if create is None:
-                    raise ConversationNotFoundError(str(id_)) from None
-                conversation = create()
-            outcome = decide(conversation)
+            conversation = self.load(change)
+            outcome = change.decide(conversation)
             if not outcome:
                 return outcome
             try:
@@ -97,83 +119,78 @@ class Conversations(Application):
     # -- from the bus ------------------------------------------------------------------
 
     def receive(self, message: WhatsAppMessageReceived) -> bool:
-        return bool(
-            self._change(
-                conversation_id(message.tenant_id, message.lead),
-                lambda c: c.receive(
-                    message.wamid,
-                    message.content.kind,
-                    content_text(message),
-                    message.lead_name,
-                    str(message.event_id),
-                    at=message.wa_timestamp,
-                    debounce=self.burst_window_s > 0,
-                ),
-                create=lambda: Conversation(
-                    message.tenant_id, message.lead, message.phone_number_id
-                ),
-            )
-        )
+        return bool(self.run(self.receive_change(message)))
 
     def compose(self, reply: ReplyGenerated) -> bool:
-        fields = reply.model_dump(mode="json", include=_REPLY_FIELDS)
-        return bool(
-            self._change(
-                _uuid(reply.conversation_id),
-                lambda c: c.compose(reply.turn_id, fields, str(reply.event_id)),
-            )
-        )
+        return bool(self.run(self.compose_change(reply)))
 
     def tool_completed(self, done: ToolCallCompleted) -> bool:
-        return bool(
-            self._change(
-                _uuid(done.conversation_id),
-                lambda c: c.tool_completed(
-                    done.tool_call_id,
-                    done.result,
-                    done.error.model_dump() if done.error else None,
-                    str(done.event_id),
-                ),
-            )
-        )
+        return bool(self.run(self.tool_completed_change(done)))
 
     def sent(self, outcome: WhatsAppMessageSent) -> bool:
-        return bool(
-            self._change(
-                _uuid(outcome.conversation_id),
-                lambda c: c.sent(
-                    outcome.reference or "",
-                    outcome.wamid,
-                    str(outcome.event_id),
-                    outcome.correlation_id,
-                ),
-            )
-        )
+        return bool(self.run(self.sent_change(outcome)))
 
     def failed(self, outcome: WhatsAppSendFailed) -> bool:
-        return bool(
-            self._change(
-                _uuid(outcome.conversation_id),
-                lambda c: c.failed(
-                    outcome.reference or "",
-                    outcome.reason,
-                    outcome.code,
-                    str(outcome.event_id),
-                    outcome.correlation_id,
-                ),
-            )
-        )
+        return bool(self.run(self.failed_change(outcome)))
 
     def status(self, update: WhatsAppStatusReceived) -> bool:
         try:
-            return bool(
-                self._change(
-                    conversation_id(update.tenant_id, update.lead),
-                    lambda c: c.delivery_status(update.wamid, update.status, str(update.event_id)),
-                )
-            )
+            return bool(self.run(self.status_change(update)))
         except ConversationNotFoundError:
             return False  # a status for a message we never sent through a conversation
+
+    def receive_change(self, m: WhatsAppMessageReceived) -> Change:
+        debounce = self.burst_window_s > 0
+        return Change(
+            conversation_id(m.tenant_id, m.lead),
+            lambda c: c.receive(
+                m.wamid,
+                m.content.kind,
+                content_text(m),
+                m.lead_name,
+                str(m.event_id),
+                at=m.wa_timestamp,
+                debounce=debounce,
+            ),
+            create=lambda: Conversation(m.tenant_id, m.lead, m.phone_number_id),
+        )
+
+    def compose_change(self, reply: ReplyGenerated, holding_text: str = "") -> Change:
+        fields = reply.model_dump(mode="json", include=_REPLY_FIELDS)
+        return Change(
+            _uuid(reply.conversation_id),
+            lambda c: c.compose(reply.turn_id, fields, str(reply.event_id), holding_text),
+        )
+
+    def tool_completed_change(self, done: ToolCallCompleted) -> Change:
+        error = done.error.model_dump() if done.error else None
+        return Change(
+            _uuid(done.conversation_id),
+            lambda c: c.tool_completed(done.tool_call_id, done.result, error, str(done.event_id)),
+        )
+
+    def sent_change(self, o: WhatsAppMessageSent) -> Change:
+        return Change(
+            _uuid(o.conversation_id),
+            lambda c: c.sent(o.reference or "", o.wamid, str(o.event_id), o.correlation_id),
+        )
+
+    def failed_change(self, o: WhatsAppSendFailed) -> Change:
+        return Change(
+            _uuid(o.conversation_id),
+            lambda c: c.failed(
+                o.reference or "", o.reason, o.code, str(o.event_id), o.correlation_id
+            ),
+        )
+
+    def status_change(self, u: WhatsAppStatusReceived) -> Change:
+        error = u.errors[0] if u.errors else {}
+        code = error.get("code") if isinstance(error.get("code"), int) else None
+        title = str(error.get("title") or error.get("message") or "")
+        return Change(
+            conversation_id(u.tenant_id, u.lead),
+            lambda c: c.delivery_status(u.wamid, u.status, str(u.event_id), code, title),
+        )
 
     # -- from timers -------------------------------------------------------------------
 
