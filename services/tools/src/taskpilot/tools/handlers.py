@@ -37,7 +37,10 @@ def specs(settings: ToolsSettings) -> dict[str, ConsumerSpec]:
             subjects.CONVERSATION,
             subjects.CONVERSATION_EVENT.wildcard(),
         ),
-        "fan_out_tools": ConsumerSpec("tools-webhooks-tools", subjects.TOOLS, "tools.>"),
+        # the whole TOOLS stream; types that are not public events are skipped by the parser
+        "fan_out_tools": ConsumerSpec(
+            "tools-webhooks-tools", subjects.TOOLS, subjects.TOOLS.subjects[0]
+        ),
         "deliver": ConsumerSpec(
             DELIVERY_CONSUMER,
             subjects.TOOLS,
