@@ -1,34 +1,34 @@
-"""Level 0 and level 1 decisions on hand-made vectors: no model, no I/O."""
+"""Levels 0 and 1 and the tier choice, on hand-made guesses and hits: no model, no I/O."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from taskpilot.contracts.inference import Citation
 from taskpilot.contracts.knowledge import KnowledgeHit
 from taskpilot.inference.domain import (
+    Allowance,
     Decision,
     IntentGuess,
-    IntentIndex,
     Thresholds,
+    answer_locally,
     decide,
+    first_tier,
     is_empty,
+    next_tier,
 )
 from taskpilot.tenancy import BusinessProfile
 
-LIMITS = Thresholds(intent_similarity=0.9, intent_margin=0.05, faq_similarity=0.85)
+LIMITS = Thresholds(
+    faq_similarity=0.85,
+    intents={"greeting": 0.8, "thanks": 0.8, "spam": 0.9, "human": 0.85, "complaint": 0.7},
+)
 PROFILE = BusinessProfile(
     name="Barbería Sol",
     greeting_template="¡Hola! Bienvenido a {name}. ¿En qué te ayudamos?",
     thanks_template="¡A ti! Un saludo de {name}.",
     handoff_message="Alguien de {name} te responde enseguida.",
 )
-
-
-def unit(*components: float) -> np.ndarray:
-    vector = np.array(components, dtype=np.float32)
-    return vector / np.linalg.norm(vector)
 
 
 def faq(score: float, answer: str | None = "A haircut is 15 EUR.", id_: str = "faq-1"):
@@ -41,9 +41,9 @@ def chunk(score: float) -> KnowledgeHit:
     return KnowledgeHit(id="chunk-1", kind="chunk", title="Prices", text="...", score=score)
 
 
-GREETING = IntentGuess("greeting", similarity=0.97, margin=0.2)
-THANKS = IntentGuess("thanks", similarity=0.95, margin=0.1)
-OTHER = IntentGuess("other", similarity=0.99, margin=0.3)
+GREETING = IntentGuess("greeting", confidence=0.97, margin=0.9)
+THANKS = IntentGuess("thanks", confidence=0.95, margin=0.9)
+OTHER = IntentGuess("other", confidence=0.99, margin=0.9)
 
 
 def handoff(guess: IntentGuess | None) -> Decision:
@@ -52,53 +52,13 @@ def handoff(guess: IntentGuess | None) -> Decision:
         "fallback",
         "handoff",
         guess.intent if guess else None,
-        guess.similarity if guess else None,
+        guess.confidence if guess else None,
         handoff=True,
         handoff_reason="no grounded answer and no model configured",
     )
 
 
-# -- IntentIndex ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def index() -> IntentIndex:
-    vectors = np.stack(
-        [
-            unit(1, 0, 0),  # greeting
-            unit(1, 1, 0),  # greeting
-            unit(0, 1, 0),  # thanks
-            unit(0, 0, 1),  # other
-        ]
-    )
-    return IntentIndex(vectors, ["greeting", "greeting", "thanks", "other"])
-
-
-def test_the_index_knows_its_intents(index) -> None:
-    assert index.intents == ["greeting", "other", "thanks"]
-
-
-def test_the_nearest_example_of_each_intent_decides(index) -> None:
-    guess = index.guess(unit(1, 0, 0))
-
-    assert guess.intent == "greeting"
-    assert guess.similarity == pytest.approx(1.0)
-    assert guess.margin == pytest.approx(1.0)
-
-
-def test_the_margin_is_over_the_best_example_of_the_next_intent(index) -> None:
-    vector = unit(0.2, 1, 0)
-
-    guess = index.guess(vector)
-
-    greeting = float(unit(1, 1, 0) @ vector)
-    thanks = float(unit(0, 1, 0) @ vector)
-    assert guess.intent == "thanks"
-    assert guess.similarity == pytest.approx(thanks)
-    assert guess.margin == pytest.approx(thanks - greeting)
-
-
-# -- level 0: nothing to answer ------------------------------------------------------------
+# -- level 0 --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -120,7 +80,28 @@ def test_empty_messages_are_answered_with_silence(text: str) -> None:
     assert decision == Decision(None, "L0", "silence", "empty", 1.0)
 
 
-# -- level 1: FAQ --------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["STOP", "stop.", "Baja", "darme de baja", "SAIR", "Abmelden"])
+def test_an_opt_out_is_silence_and_a_handoff(text: str) -> None:
+    decision = decide(text, GREETING, [faq(0.99)], PROFILE, LIMITS)
+
+    assert (decision.text, decision.tier, decision.intent) == (None, "L0", "opt_out")
+    assert decision.handoff
+
+
+def test_obvious_spam_is_silence_without_handoff() -> None:
+    decision = decide(
+        "Invest in bitcoin now and earn double profit every week", OTHER, [], PROFILE, LIMITS
+    )
+
+    assert (decision.text, decision.tier, decision.intent, decision.handoff) == (
+        None,
+        "L0",
+        "spam",
+        False,
+    )
+
+
+# -- level 1: FAQ ---------------------------------------------------------------------------
 
 
 def test_a_close_faq_is_answered_with_its_answer_and_cited() -> None:
@@ -143,21 +124,23 @@ def test_an_faq_exactly_at_the_threshold_is_answered() -> None:
 
 
 def test_an_faq_below_the_threshold_falls_through_to_a_handoff() -> None:
-    decision = decide("haircut price", OTHER, [faq(0.84)], PROFILE, LIMITS)
-
-    assert decision == handoff(OTHER)
+    assert decide("haircut price", OTHER, [faq(0.84)], PROFILE, LIMITS) == handoff(OTHER)
 
 
 def test_an_faq_below_the_threshold_falls_through_to_a_template() -> None:
-    decision = decide("hola", GREETING, [faq(0.6)], PROFILE, LIMITS)
-
-    assert decision.source == "template"
+    assert decide("hola", GREETING, [faq(0.6)], PROFILE, LIMITS).source == "template"
 
 
 def test_an_faq_wins_over_a_greeting() -> None:
-    decision = decide("hi, how much?", GREETING, [faq(0.9)], PROFILE, LIMITS)
+    assert decide("hi, how much?", GREETING, [faq(0.9)], PROFILE, LIMITS).source == "faq"
 
-    assert decision.source == "faq"
+
+def test_a_sure_complaint_is_not_answered_with_a_close_faq() -> None:
+    complaint = IntentGuess("complaint", confidence=0.9, margin=0.5)
+
+    assert (
+        answer_locally("haircut price was wrong!", complaint, [faq(0.9)], PROFILE, LIMITS) is None
+    )
 
 
 def test_chunks_and_faqs_without_answer_are_never_answers() -> None:
@@ -169,21 +152,17 @@ def test_chunks_and_faqs_without_answer_are_never_answers() -> None:
     assert [c.id for c in decision.citations] == ["faq-2"]
 
 
-# -- level 1: templates --------------------------------------------------------------------
+# -- level 1: templates, silence, handoff ---------------------------------------------------
 
 
 def test_a_sure_greeting_gets_the_tenants_greeting() -> None:
-    decision = decide("hola", GREETING, [], PROFILE, LIMITS)
-
-    assert decision == Decision(
+    assert decide("hola", GREETING, [], PROFILE, LIMITS) == Decision(
         "¡Hola! Bienvenido a Barbería Sol. ¿En qué te ayudamos?", "L1", "template", "greeting", 0.97
     )
 
 
 def test_sure_thanks_get_the_tenants_thanks() -> None:
-    decision = decide("gracias", THANKS, [], PROFILE, LIMITS)
-
-    assert decision == Decision(
+    assert decide("gracias", THANKS, [], PROFILE, LIMITS) == Decision(
         "¡A ti! Un saludo de Barbería Sol.", "L1", "template", "thanks", 0.95
     )
 
@@ -192,41 +171,51 @@ def test_default_templates_are_rendered_with_the_business_name() -> None:
     decision = decide("hi", GREETING, [], BusinessProfile(name="Acme Cuts"), LIMITS)
 
     assert decision.text is not None
-    assert "Acme Cuts" in decision.text
-    assert "{name}" not in decision.text
+    assert "Acme Cuts" in decision.text and "{name}" not in decision.text
+
+
+def test_sure_spam_is_silence_at_level_one() -> None:
+    spam = IntentGuess("spam", confidence=0.95, margin=0.9)
+
+    assert decide("cheap followers", spam, [], PROFILE, LIMITS) == Decision(
+        None, "L1", "silence", "spam", 0.95
+    )
+
+
+def test_a_sure_request_for_a_person_is_a_handoff_at_level_one() -> None:
+    human = IntentGuess("human", confidence=0.9, margin=0.8)
+
+    decision = decide("a person please", human, [], PROFILE, LIMITS)
+
+    assert (decision.tier, decision.source, decision.handoff) == ("L1", "handoff", True)
+    assert decision.text == "Alguien de Barbería Sol te responde enseguida."
 
 
 @pytest.mark.parametrize(
     "guess",
     [
-        IntentGuess("greeting", similarity=0.89, margin=0.2),
-        IntentGuess("thanks", similarity=0.89, margin=0.2),
+        IntentGuess("greeting", confidence=0.79, margin=0.5),
+        IntentGuess("thanks", confidence=0.5, margin=0.2),
+        IntentGuess("spam", confidence=0.89, margin=0.8),
+        IntentGuess("human", confidence=0.84, margin=0.8),
     ],
-    ids=["greeting", "thanks"],
+    ids=["greeting", "thanks", "spam", "human"],
 )
-def test_a_template_intent_below_the_similarity_is_handed_off(guess) -> None:
+def test_an_auto_intent_below_its_threshold_is_not_answered_locally(guess) -> None:
+    assert answer_locally("hmm", guess, [], PROFILE, LIMITS) is None
     assert decide("hmm", guess, [], PROFILE, LIMITS) == handoff(guess)
 
 
-@pytest.mark.parametrize(
-    "guess",
-    [
-        IntentGuess("greeting", similarity=0.99, margin=0.049),
-        IntentGuess("thanks", similarity=0.99, margin=0.01),
-    ],
-    ids=["greeting", "thanks"],
-)
-def test_a_template_intent_with_a_low_margin_is_handed_off(guess) -> None:
-    assert decide("hi thanks", guess, [], PROFILE, LIMITS) == handoff(guess)
-
-
-def test_a_template_intent_exactly_at_both_limits_is_answered() -> None:
-    guess = IntentGuess("greeting", LIMITS.intent_similarity, LIMITS.intent_margin)
+def test_an_auto_intent_exactly_at_its_threshold_is_answered() -> None:
+    guess = IntentGuess("greeting", LIMITS.intents["greeting"], 0.1)
 
     assert decide("hi", guess, [], PROFILE, LIMITS).source == "template"
 
 
-def test_other_intents_are_never_answered_with_a_template() -> None:
+def test_intents_without_a_threshold_are_never_answered_automatically() -> None:
+    pricing = IntentGuess("pricing", confidence=1.0, margin=1.0)
+
+    assert answer_locally("price?", pricing, [], PROFILE, LIMITS) is None
     assert decide("price?", OTHER, [], PROFILE, LIMITS) == handoff(OTHER)
 
 
@@ -234,16 +223,25 @@ def test_without_a_guess_nothing_grounded_is_handed_off() -> None:
     assert decide("price?", None, [], PROFILE, LIMITS) == handoff(None)
 
 
-def test_index_and_decision_together(index) -> None:
-    guess = index.guess(unit(1, 0.05, 0))
-
-    decision = decide("hey", guess, [], PROFILE, LIMITS)
-
-    assert (decision.source, decision.intent) == ("template", "greeting")
+# -- which model tier -----------------------------------------------------------------------
 
 
-def test_default_thresholds_are_strict() -> None:
-    limits = Thresholds()
+@pytest.mark.parametrize(
+    ("intent", "allowance", "tier"),
+    [
+        ("pricing", Allowance(), "L2"),
+        ("complex", Allowance(), "L3"),
+        ("complaint", Allowance(), "L3"),
+        ("complex", Allowance(premium=False), "L2"),
+    ],
+)
+def test_complex_and_complaints_go_straight_to_premium_when_allowed(
+    intent: str, allowance: Allowance, tier: str
+) -> None:
+    assert first_tier(IntentGuess(intent, 0.9, 0.5), allowance) == tier
 
-    assert 0.0 < limits.intent_margin < limits.intent_similarity <= 1.0
-    assert 0.0 < limits.faq_similarity <= 1.0
+
+def test_level_two_escalates_to_three_only_when_premium_is_allowed() -> None:
+    assert next_tier("L2", Allowance()) == "L3"
+    assert next_tier("L2", Allowance(premium=False)) is None
+    assert next_tier("L3", Allowance()) is None

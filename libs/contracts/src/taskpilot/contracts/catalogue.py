@@ -10,7 +10,12 @@ from pydantic import BaseModel
 from taskpilot.contracts.conversation import CONVERSATION_EVENTS
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.envelope import Message
-from taskpilot.contracts.inference import GenerateReply, ReplyGenerated
+from taskpilot.contracts.inference import (
+    GenerateReply,
+    ReplyGenerated,
+    TenantBudgetExceeded,
+    TenantBudgetNearCap,
+)
 from taskpilot.contracts.knowledge import KnowledgeSearchResult, KnowledgeUpdated, SearchKnowledge
 from taskpilot.contracts.tools import (
     BookingCancelled,
@@ -24,6 +29,7 @@ from taskpilot.contracts.tools import (
     ToolCallCompleted,
 )
 from taskpilot.contracts.whatsapp import (
+    MarkMessageRead,
     SendWhatsAppMessage,
     WhatsAppMessageReceived,
     WhatsAppMessageSent,
@@ -35,10 +41,13 @@ MESSAGES: tuple[type[Message], ...] = (
     WhatsAppMessageReceived,
     WhatsAppStatusReceived,
     SendWhatsAppMessage,
+    MarkMessageRead,
     WhatsAppMessageSent,
     WhatsAppSendFailed,
     GenerateReply,
     ReplyGenerated,
+    TenantBudgetNearCap,
+    TenantBudgetExceeded,
     SearchKnowledge,
     KnowledgeUpdated,
     ExecuteToolCall,

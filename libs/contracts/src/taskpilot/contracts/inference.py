@@ -8,6 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import LeadId, Message
+from taskpilot.contracts.subjects import Channel
+
+# Budget events of inference. They belong next to GENERATE_REPLY in `subjects`; declared here
+# (once) until that module takes them over. Both land in the INFERENCE stream (inference.>).
+BUDGET_NEAR_CAP = Channel("inference.{tenant}.budget_near_cap", subjects.INFERENCE)
+BUDGET_EXCEEDED = Channel("inference.{tenant}.budget_exceeded", subjects.INFERENCE)
 
 Tier = Literal["L0", "L1", "L2", "L3", "fallback"]
 ReplySource = Literal["template", "faq", "knowledge", "model", "handoff", "silence"]
@@ -45,6 +51,10 @@ class ToolResult(BaseModel):
     call_id: str
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    tool: str | None = Field(
+        default=None, description="The tool that ran (lets inference replay the call natively)"
+    )
+    arguments: dict[str, Any] | None = Field(default=None, description="The arguments it ran with")
 
 
 class GenerateReply(Message):
@@ -86,3 +96,33 @@ class ReplyGenerated(Message):
     tool_calls: list[ToolCall] = Field(
         default=[], description="Tools to run before answering; the reply text is then unused"
     )
+
+
+class TenantBudgetNearCap(Message):
+    """A tenant's model spend this month crossed the warning share of its budget: premium
+    models (level 3) are off for it until the month ends or the budget is raised."""
+
+    CHANNEL: ClassVar = BUDGET_NEAR_CAP
+
+    month: str = Field(description="YYYY-MM (UTC)")
+    spent_usd: float
+    budget_usd: float
+    share: float = Field(description="spent / budget when the event was raised")
+
+
+class TenantBudgetExceeded(Message):
+    """A tenant's model spend this month reached its budget: level 1 and handoff only."""
+
+    CHANNEL: ClassVar = BUDGET_EXCEEDED
+
+    month: str = Field(description="YYYY-MM (UTC)")
+    spent_usd: float
+    budget_usd: float
+
+
+INFERENCE_EVENTS: tuple[type[Message], ...] = (
+    GenerateReply,
+    ReplyGenerated,
+    TenantBudgetNearCap,
+    TenantBudgetExceeded,
+)
