@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -344,10 +344,17 @@ class ToolsRepository:
     # -- bookings ----------------------------------------------------------------------------
 
     async def reserve(
-        self, tenant_id: str, booking: Booking, guard: Interval, ignore: str | None = None
+        self,
+        tenant_id: str,
+        booking: Booking,
+        guard: Interval,
+        buffers: tuple[timedelta, timedelta],
+        ignore: str | None = None,
     ) -> tuple[Booking, list[Interval]]:
-        """Reserve ``booking`` unless an active booking overlaps ``guard`` (its slot widened by
-        the buffers). One reservation at a time per tenant (an advisory lock), so of several
+        """Reserve ``booking`` unless an active booking, widened by ``buffers`` (before, after),
+        overlaps ``guard`` (the new slot widened by the same buffers): between two bookings
+        there is the first one's time after and the second one's time before.
+        One reservation at a time per tenant (an advisory lock), so of several
         leads racing for one slot exactly one wins. Returns the booking that holds this id (an
         earlier delivery's, or the new one), or the overlapping intervals when it lost.
         ``ignore`` is a booking being moved: it does not block its own new slot.
@@ -361,9 +368,9 @@ class ToolsRepository:
                 return mine, []
             cur = await conn.execute(
                 """SELECT starts_at, ends_at FROM tools_bookings
-                   WHERE status = ANY(%s) AND starts_at < %s AND ends_at > %s
+                   WHERE status = ANY(%s) AND starts_at - %s < %s AND ends_at + %s > %s
                      AND booking_id IS DISTINCT FROM %s""",
-                (list(ACTIVE), guard.end, guard.start, ignore),
+                (list(ACTIVE), buffers[0], guard.end, buffers[1], guard.start, ignore),
             )
             taken = [Interval(r[0], r[1]) for r in await cur.fetchall()]
             if taken:

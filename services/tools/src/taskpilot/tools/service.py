@@ -162,12 +162,18 @@ class ToolsService:
         )
 
     async def _busy(
-        self, tenant_id: str, calendar: Calendar, start: datetime, end: datetime
+        self,
+        tenant_id: str,
+        calendar: Calendar,
+        policy: av.BookingPolicy,
+        start: datetime,
+        end: datetime,
     ) -> list[av.Interval]:
-        """The calendar's busy time plus reservations not yet in it (raises when unknown)."""
+        """The calendar's busy time plus our own bookings with their buffers (only ours have
+        them: another event in the calendar is not an appointment). Raises when unknown."""
         busy = await calendar.busy(start, end)
         held = await self._repo.active_bookings(tenant_id, start, end)
-        return sorted([*busy, *(b.interval for b in held)])
+        return sorted([*busy, *(b.interval.widened(*policy.buffers) for b in held)])
 
     async def _check_availability(
         self, call: ExecuteToolCall, args: domain.CheckAvailabilityArgs, config: ToolsConfig
@@ -175,7 +181,7 @@ class ToolsService:
         policy, now = config.policy, self._now()
         first = args.day or now.astimezone(policy.zone).date()
         start, end = av.window_days(policy, datetime.combine(first, datetime.min.time()), args.days)
-        busy = await self._busy(call.tenant_id, self._calendar(config), start, end)
+        busy = await self._busy(call.tenant_id, self._calendar(config), policy, start, end)
         slots = av.free_slots(policy, first, args.days, busy, now)
         return {
             "timezone": policy.timezone,
@@ -213,10 +219,10 @@ class ToolsService:
             replaces=replaces.booking_id if replaces else None,
         )
         held, taken = await self._repo.reserve(
-            call.tenant_id, booking, guard, ignore=booking.replaces
+            call.tenant_id, booking, guard, policy.buffers, ignore=booking.replaces
         )
         if taken or held.status == "released":
-            raise await self._slot_taken(call, calendar, policy, wanted, taken)
+            raise await self._slot_taken(call, calendar, policy, wanted)
         if held.status == "cancelled":  # booked by this call once, cancelled since
             raise ToolFailedError(
                 ToolError(code="booking_cancelled", message="this booking was cancelled")
@@ -227,7 +233,7 @@ class ToolsService:
                 busy = [b for b in busy if b != replaces.interval]
             if not av.is_free(policy, wanted, busy):
                 await self._repo.set_booking_status(call.tenant_id, held.booking_id, "released")
-                raise await self._slot_taken(call, calendar, policy, wanted, busy)
+                raise await self._slot_taken(call, calendar, policy, wanted)
             await calendar.create_event(
                 CalendarEvent(
                     uid=held.booking_id,
@@ -259,11 +265,10 @@ class ToolsService:
         calendar: Calendar,
         policy: av.BookingPolicy,
         wanted: av.Interval,
-        known_busy: list[av.Interval],
     ) -> ToolFailedError:
         start, end = av.window_days(policy, wanted.start - timedelta(days=1), 3)
         try:
-            busy = await self._busy(call.tenant_id, calendar, start, end)
+            busy = await self._busy(call.tenant_id, calendar, policy, start, end)
             options = av.alternatives(policy, wanted, busy, self._now())
         except ProviderError:
             options = []  # unknown calendar: offer nothing rather than guess
