@@ -130,6 +130,7 @@ def tools_settings(nats_url: str, database_url: str, **overrides: Any) -> ToolsS
         "webhook_backoff_s": [0.05, 0.1],
         "provider_timeout_s": 5.0,
         "job_ack_wait_s": 3.0,
+        "allow_private_targets": True,  # every server in these tests is on loopback
     }
     return ToolsSettings(**(values | overrides))
 

@@ -71,7 +71,9 @@ def calendar(
 ) -> Calendar:
     if request.param == "caldav":
         user = f"u{uuid.uuid4().hex[:8]}"
-        return CalDavCalendar(radicale.new_calendar(user), username=user, password="pw")
+        return CalDavCalendar(
+            radicale.new_calendar(user), username=user, password="pw", allow_private=True
+        )
     return google_calendar(http, google)
 
 
@@ -127,7 +129,9 @@ async def test_an_unreachable_calendar_is_unknown_never_free(
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     if isinstance(calendar, CalDavCalendar):
-        broken: Calendar = CalDavCalendar(f"{dead}/u/cal/", username="u", password="p")
+        broken: Calendar = CalDavCalendar(
+            f"{dead}/u/cal/", username="u", password="p", allow_private=True
+        )
     else:
         broken = GoogleCalendar(
             http,
@@ -149,7 +153,9 @@ async def test_an_unreachable_calendar_is_unknown_never_free(
 async def test_caldav_missing_collection_is_rejected(radicale: Radicale) -> None:
     user = f"u{uuid.uuid4().hex[:8]}"
     radicale.new_calendar(user)
-    missing = CalDavCalendar(f"{radicale.url}{user}/nope/", username=user, password="pw")
+    missing = CalDavCalendar(
+        f"{radicale.url}{user}/nope/", username=user, password="pw", allow_private=True
+    )
 
     with pytest.raises((ProviderRejectedError, ProviderUnavailableError)):
         await missing.busy(DAY, DAY + timedelta(days=1))

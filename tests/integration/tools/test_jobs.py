@@ -125,6 +125,7 @@ def worker(nats_url: str, database_url: str, log: Path) -> ServiceProcess:
         "TASKPILOT_LOG_JSON": "false",
         "TASKPILOT_TOOLS_HTTP_PORT": str(port),
         "TASKPILOT_TOOLS_JOB_ACK_WAIT_S": "2",
+        "TASKPILOT_TOOLS_ALLOW_PRIVATE_TARGETS": "true",
         # Long enough to kill the worker between two steps; the kill itself is immediate.
         "TASKPILOT_TOOLS_JOB_STEP_PAUSE_S": "1.5",
     }

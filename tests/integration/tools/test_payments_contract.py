@@ -17,6 +17,7 @@ from taskpilot.tools.adapters import (
     ProviderRejectedError,
     ProviderUnavailableError,
     StripePayments,
+    WebhookSender,
     WorkflowRequest,
     stripe_client,
 )
@@ -105,7 +106,7 @@ async def test_bad_credentials_are_permanent(stripe_standin: tuple[StripeStandIn
 @pytest.fixture
 async def trigger() -> AsyncIterator[HttpWorkflowTrigger]:
     async with httpx.AsyncClient(timeout=5) as client:
-        yield HttpWorkflowTrigger(client)
+        yield HttpWorkflowTrigger(client, allow_private=True)  # loopback receiver
 
 
 async def test_header_auth_workflow(
@@ -162,3 +163,19 @@ async def test_workflow_errors_are_sorted_into_transient_and_permanent(
         await trigger.trigger(wanted)
     with pytest.raises(ProviderRejectedError):
         await trigger.trigger(wanted)
+
+
+async def test_private_targets_are_refused_unless_allowed(receiver: tuple[Receiver, str]) -> None:
+    path = f"wf-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(timeout=5) as client:
+        guarded = HttpWorkflowTrigger(client)
+        sender = WebhookSender(client)
+
+        with pytest.raises(ProviderRejectedError, match="non-public"):
+            await guarded.trigger(
+                WorkflowRequest(url=f"{receiver[1]}/{path}", payload={}, idempotency_key="k")
+            )
+        with pytest.raises(ProviderRejectedError, match="non-public"):
+            await sender.send(f"{receiver[1]}/{path}", "secret", "d-1", "SlotBooked", b"{}")
+
+    assert receiver[0].on(path) == []

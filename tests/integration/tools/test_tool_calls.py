@@ -42,7 +42,7 @@ async def caldav_tenant(api: httpx.AsyncClient, radicale: Radicale, tenant: str)
     """A tenant with every tool enabled and a fresh Radicale calendar; returns that calendar."""
     url = radicale.new_calendar(tenant)
     await configure(api, tenant, calendar=caldav_connection(url, tenant))
-    return CalDavCalendar(url, username=tenant, password="caldav-password")
+    return CalDavCalendar(url, username=tenant, password="caldav-password", allow_private=True)
 
 
 async def completion(collected: Collected, call: ExecuteToolCall) -> ToolCallCompleted:

@@ -43,6 +43,7 @@ async def create(settings: ToolsSettings) -> ServiceApp:
         google_token_url=settings.google_token_url,
         stripe_api_base=settings.stripe_api_base,
         caldav_timeout_s=settings.provider_timeout_s,
+        allow_private_targets=settings.allow_private_targets,
     )
     tools = ToolsService(
         repo,

@@ -19,6 +19,11 @@ class ToolsSettings(CommonSettings):
     )
     stripe_tolerance_s: int = Field(default=300, description="Max age of a Stripe signature")
     provider_timeout_s: float = 10.0
+    allow_private_targets: bool = Field(
+        default=False,
+        description="Let tenants' CalDAV, workflow and webhook URLs reach loopback and private "
+        "addresses (a single-business install); keep False when tenants are strangers",
+    )
     execute_attempts: int = Field(default=5, ge=1)
     execute_retry_s: float = Field(default=2.0, description="Delay x attempt after a failure")
     webhook_attempts: int = Field(default=8, ge=2)

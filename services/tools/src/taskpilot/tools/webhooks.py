@@ -21,8 +21,9 @@ from taskpilot.contracts import Message
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.tools import DeliverWebhook, PaymentReceived
 from taskpilot.runtime.bus import Bus
+from taskpilot.runtime.consumer import PermanentError
 from taskpilot.tools import domain
-from taskpilot.tools.adapters import DeadLetterArchive, WebhookSender
+from taskpilot.tools.adapters import DeadLetterArchive, ProviderRejectedError, WebhookSender
 from taskpilot.tools.repository import ToolsRepository
 from taskpilot.tools.signing import verify
 
@@ -140,9 +141,12 @@ class OutgoingWebhooks:
             separators=(",", ":"),
             sort_keys=True,
         ).encode()
-        await self._sender.send(
-            endpoint.url, endpoint.secret, command.delivery_id, command.event_type, body
-        )
+        try:
+            await self._sender.send(
+                endpoint.url, endpoint.secret, command.delivery_id, command.event_type, body
+            )
+        except ProviderRejectedError as exc:  # a refused target: retrying cannot help
+            raise PermanentError(str(exc), reason="webhook_target_refused") from exc
 
     async def dead_letters(self, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
         found = await self._archive.letters(tenant_id, DELIVERY_CONSUMER, limit)

@@ -11,6 +11,7 @@ import httpx
 import jwt
 
 from taskpilot.tools.adapters.errors import ProviderUnavailableError, raise_for_status
+from taskpilot.tools.adapters.targets import ensure_target
 from taskpilot.tools.signing import signature_header
 
 
@@ -37,8 +38,11 @@ class WorkflowTrigger(Protocol):
 
 
 class HttpWorkflowTrigger:
-    def __init__(self, http: httpx.AsyncClient, *, jwt_ttl_s: int = 300):
+    def __init__(
+        self, http: httpx.AsyncClient, *, allow_private: bool = False, jwt_ttl_s: int = 300
+    ):
         self._http = http
+        self._allow_private = allow_private
         self._ttl = jwt_ttl_s
 
     def _auth_headers(self, request: WorkflowRequest) -> dict[str, str]:
@@ -51,6 +55,7 @@ class HttpWorkflowTrigger:
         return {"Authorization": f"Bearer {jwt.encode(claims, request.secret, 'HS256')}"}
 
     async def trigger(self, request: WorkflowRequest) -> dict[str, Any]:
+        await ensure_target("workflow", request.url, self._allow_private)
         try:
             response = await self._http.post(
                 request.url,
@@ -70,12 +75,14 @@ class HttpWorkflowTrigger:
 class WebhookSender:
     """POSTs one signed event to a tenant's endpoint (``TaskPilot-Signature: t=..,v1=..``)."""
 
-    def __init__(self, http: httpx.AsyncClient):
+    def __init__(self, http: httpx.AsyncClient, *, allow_private: bool = False):
         self._http = http
+        self._allow_private = allow_private
 
     async def send(
         self, url: str, secret: str, delivery_id: str, event_type: str, body: bytes
     ) -> None:
+        await ensure_target("webhook", url, self._allow_private)
         timestamp = int(time.time())
         try:
             response = await self._http.post(

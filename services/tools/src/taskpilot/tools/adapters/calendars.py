@@ -20,6 +20,7 @@ from taskpilot.tools.adapters.errors import (
     ProviderUnavailableError,
     raise_for_status,
 )
+from taskpilot.tools.adapters.targets import check_target
 from taskpilot.tools.availability import Interval
 
 
@@ -97,13 +98,16 @@ class CalDavCalendar:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 10.0,
+        allow_private: bool = False,
     ):
         self._url = calendar_url
+        self._allow_private = allow_private
         self._username = username
         self._password = password
         self._timeout = timeout
 
     def _calendar(self) -> caldav.Calendar:
+        check_target(self.name, self._url, self._allow_private)
         client = caldav.DAVClient(
             self._url,
             username=self._username,

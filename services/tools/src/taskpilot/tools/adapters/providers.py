@@ -29,6 +29,7 @@ class Providers:
         google_token_url: str,
         stripe_api_base: str | None = None,
         caldav_timeout_s: float = 10.0,
+        allow_private_targets: bool = False,
     ):
         self.http = http
         self.google_tokens = GoogleTokens(http, google_token_url)
@@ -36,8 +37,9 @@ class Providers:
         self._stripe_api = stripe_api_base
         self._caldav_timeout = caldav_timeout_s
         self._stripe: dict[str, stripe.StripeClient] = {}
-        self.workflows = HttpWorkflowTrigger(http)
-        self.webhooks = WebhookSender(http)
+        self._allow_private = allow_private_targets
+        self.workflows = HttpWorkflowTrigger(http, allow_private=allow_private_targets)
+        self.webhooks = WebhookSender(http, allow_private=allow_private_targets)
 
     def calendar(
         self, provider: str, settings: dict[str, Any], secrets: dict[str, Any]
@@ -57,6 +59,7 @@ class Providers:
             username=settings.get("username"),
             password=secrets.get("password"),
             timeout=self._caldav_timeout,
+            allow_private=self._allow_private,
         )
 
     def payments(self, secrets: dict[str, Any]) -> Payments:
