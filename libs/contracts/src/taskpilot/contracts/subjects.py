@@ -121,6 +121,7 @@ WA_MESSAGE_RECEIVED = Channel("wa.in.{tenant}.{lead}.message", WHATSAPP_IN)
 WA_STATUS_RECEIVED = Channel("wa.in.{tenant}.{lead}.status", WHATSAPP_IN)
 # -- outbound edge (commands to ingest's sender, outcomes from it) -----------------------
 WA_SEND = Channel("wa.out.{tenant}.send", WHATSAPP_OUT)
+WA_MARK_READ = Channel("wa.out.{tenant}.mark_read", WHATSAPP_OUT)
 WA_SENT = Channel("wa.out.{tenant}.sent", WHATSAPP_OUT)
 WA_SEND_FAILED = Channel("wa.out.{tenant}.failed", WHATSAPP_OUT)
 # -- conversation domain events (owner: conversation) ------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import LeadId, Message
@@ -145,17 +145,90 @@ class WhatsAppStatusReceived(Message):
         return {"lead": self.lead}
 
 
+class ReplyButton(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(max_length=256)
+    title: str = Field(min_length=1, max_length=20)
+
+
+class ListRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(max_length=200)
+    title: str = Field(min_length=1, max_length=24)
+    description: str | None = Field(default=None, max_length=72)
+
+
+class ListSection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    title: str = Field(max_length=24)
+    rows: list[ListRow] = Field(min_length=1, max_length=10)
+
+
+class Interactive(BaseModel):
+    """Reply buttons (up to 3) or a list (one button opening up to 10 rows)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    body: str = Field(min_length=1, max_length=1024)
+    buttons: list[ReplyButton] = Field(default=[], max_length=3)
+    list_button: str | None = Field(default=None, max_length=20)
+    sections: list[ListSection] = Field(default=[], max_length=10)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Interactive:
+        if bool(self.buttons) == bool(self.sections):
+            raise ValueError("either buttons or list sections, not both, not neither")
+        if self.sections and not self.list_button:
+            raise ValueError("a list needs list_button, the text of the button that opens it")
+        return self
+
+
+class TemplateMessage(BaseModel):
+    """An approved message template (the only way to write after the 24-hour window)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(default="en", description="Template language code, e.g. 'es_ES'")
+    components: list[dict[str, Any]] = []
+
+
 class SendWhatsAppMessage(Message):
-    """Command to the sender: deliver this to the lead. Idempotent by ``event_id``."""
+    """Command to the sender: deliver this to the lead. Idempotent by ``event_id``.
+
+    Exactly one of ``text``, ``interactive`` or ``template``.
+    """
 
     CHANNEL: ClassVar = subjects.WA_SEND
 
     conversation_id: str
     phone_number_id: str
     to: LeadId
-    text: str
+    text: str | None = Field(default=None, max_length=4096)
+    interactive: Interactive | None = None
+    template: TemplateMessage | None = None
     reply_to_wamid: str | None = None
     reference: str | None = Field(default=None, description="Opaque; echoed in the outcome")
+
+    @model_validator(mode="after")
+    def _one_body(self) -> SendWhatsAppMessage:
+        if sum(x is not None for x in (self.text, self.interactive, self.template)) != 1:
+            raise ValueError("exactly one of text, interactive or template")
+        return self
+
+
+class MarkMessageRead(Message):
+    """Command to the sender: show the lead's message as read, optionally with the typing
+    indicator (while a reply is being prepared; Meta shows it up to 25 s)."""
+
+    CHANNEL: ClassVar = subjects.WA_MARK_READ
+
+    phone_number_id: str
+    wamid: str
+    typing: bool = True
 
 
 class WhatsAppMessageSent(Message):

@@ -25,7 +25,7 @@ from taskpilot.contracts import Message
 from taskpilot.contracts import conversation as public
 from taskpilot.contracts.inference import GenerateReply, ToolCall, ToolResult, Turn
 from taskpilot.contracts.tools import ExecuteToolCall
-from taskpilot.contracts.whatsapp import SendWhatsAppMessage
+from taskpilot.contracts.whatsapp import MarkMessageRead, SendWhatsAppMessage
 from taskpilot.conversation.adapters import Timers
 from taskpilot.conversation.service import Conversations
 from taskpilot.runtime.bus import Bus
@@ -119,6 +119,15 @@ def outgoing(event: Any) -> Iterator[tuple[Message, str]]:
                 text=event.text,
                 round=event.round,
             )
+            if event.round == 0:  # the lead sees the blue ticks and "typing…"
+                yield emit(
+                    MarkMessageRead,
+                    "mark_read",
+                    **routing,
+                    causation_id=cause,
+                    phone_number_id=env["phone_number_id"],
+                    wamid=event.turn_id,
+                )
             yield emit(
                 GenerateReply,
                 "command",

@@ -23,8 +23,10 @@ class GraphApiError(Exception):
 class WhatsAppApi(Protocol):
     """The WhatsApp Cloud API send surface (Meta's Graph API, or the sandbox stand-in)."""
 
-    async def send_text(self, phone_number_id: str, token: str, to: str, text: str) -> str:
-        """Send a text message; returns Meta's wamid. Raises :class:`GraphApiError`."""
+    async def send(self, phone_number_id: str, token: str, body: dict[str, Any]) -> str:
+        """Send a ``/messages`` body (text, interactive, template); returns Meta's wamid.
+
+        Raises :class:`GraphApiError` with Meta's ``error.code``."""
         ...
 
     async def mark_read(self, phone_number_id: str, token: str, wamid: str, typing: bool) -> None:
@@ -59,18 +61,8 @@ class GraphApi:
             )
         return data
 
-    async def send_text(self, phone_number_id: str, token: str, to: str, text: str) -> str:
-        data = await self._post(
-            phone_number_id,
-            token,
-            {
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": to,
-                "type": "text",
-                "text": {"preview_url": False, "body": text},
-            },
-        )
+    async def send(self, phone_number_id: str, token: str, body: dict[str, Any]) -> str:
+        data = await self._post(phone_number_id, token, body)
         try:
             return str(data["messages"][0]["id"])
         except (KeyError, IndexError, TypeError) as exc:

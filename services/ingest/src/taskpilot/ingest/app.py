@@ -26,8 +26,9 @@ async def create(settings: IngestSettings) -> ServiceApp:
         await SendLedger.open(res.bus.js),
         settings.send_rate_per_number,
         settings.send_max_attempts,
+        settings.retry_scale,
     )
-    handlers.register(res.bus, sender)
+    handlers.register(res.bus, sender, settings.send_max_attempts)
     http = FastAPI(title="TaskPilot ingest", version="0.1.0")
     http.include_router(
         webhook_router(WebhookService(res.bus, res.tenants), settings.max_body_bytes)

@@ -17,6 +17,7 @@ from taskpilot.contracts.whatsapp import (
     MediaContent,
     MessageContext,
     ReactionContent,
+    SendWhatsAppMessage,
     TextContent,
     UnknownContent,
     UnsupportedContent,
@@ -104,7 +105,7 @@ def parse_content(message: dict[str, Any]) -> Any:
     kind = message.get("type")
     if not isinstance(kind, str) or not kind:
         return UnknownContent(type="missing", raw=message)
-    if kind == "contacts" and isinstance(message.get("contacts"), list):
+    if kind == "contacts" and _dicts(message.get("contacts")):
         return ContactsContent(contacts=_dicts(message["contacts"]))
     body = message.get(kind, {})
     if not isinstance(body, dict):
@@ -200,12 +201,16 @@ def _split_value(
                 names[contact[key]] = name
     for message in messages:
         try:
-            parsed.messages.append(_message(message, tenant_id, number, names))
+            received = _message(message, tenant_id, number, names)
+            received.to_bytes()  # e.g. half an emoji (a lone surrogate) cannot travel
+            parsed.messages.append(received)
         except (MalformedWebhookError, KeyError, TypeError, ValueError) as exc:
             parsed.rejected.append(Rejected(f"unreadable message: {exc}", message))
     for status in statuses:
         try:
-            parsed.statuses.append(_status(status, tenant_id, number))
+            update = _status(status, tenant_id, number)
+            update.to_bytes()
+            parsed.statuses.append(update)
         except (MalformedWebhookError, KeyError, TypeError, ValueError) as exc:
             parsed.rejected.append(Rejected(f"unreadable status: {exc}", status))
 
@@ -213,7 +218,7 @@ def _split_value(
 def _message(
     message: Any, tenant_id: str, number: str, names: dict[str, str]
 ) -> WhatsAppMessageReceived:
-    if not isinstance(message, dict) or not isinstance(message.get("id"), str):
+    if not isinstance(message, dict) or not isinstance(message.get("id"), str) or not message["id"]:
         raise MalformedWebhookError("message without an id")
     sender = message.get("from") or message.get("from_user_id")
     if not isinstance(sender, str) or not sender:
@@ -240,7 +245,7 @@ def _context(context: dict[str, Any]) -> MessageContext | None:
 
 
 def _status(status: Any, tenant_id: str, number: str) -> WhatsAppStatusReceived:
-    if not isinstance(status, dict) or not isinstance(status.get("id"), str):
+    if not isinstance(status, dict) or not isinstance(status.get("id"), str) or not status["id"]:
         raise MalformedWebhookError("status without an id")
     recipient = status.get("recipient_id") or status.get("recipient_user_id")
     if not isinstance(recipient, str) or not recipient:
@@ -252,7 +257,7 @@ def _status(status: Any, tenant_id: str, number: str) -> WhatsAppStatusReceived:
         wamid=status["id"],
         phone_number_id=number,
         lead=lead_token(recipient),
-        status=state if state in KNOWN_STATUSES else "unknown",
+        status=state if isinstance(state, str) and state in KNOWN_STATUSES else "unknown",
         wa_timestamp=_ts(status.get("timestamp")),
         conversation=status.get("conversation")
         if isinstance(status.get("conversation"), dict)
@@ -264,6 +269,47 @@ def _status(status: Any, tenant_id: str, number: str) -> WhatsAppStatusReceived:
 
 def status_msg_id(status: WhatsAppStatusReceived) -> str:
     return f"{status.wamid}:{status.status}"
+
+
+# -- outbound: our commands in Meta's send format ----------------------------------------
+
+
+def graph_body(command: SendWhatsAppMessage) -> dict[str, Any]:
+    """The Graph API ``/messages`` body for a send command."""
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": command.to,
+    }
+    if command.reply_to_wamid:
+        body["context"] = {"message_id": command.reply_to_wamid}
+    if command.text is not None:
+        return body | {"type": "text", "text": {"preview_url": False, "body": command.text}}
+    if command.template is not None:
+        t = command.template
+        template: dict[str, Any] = {"name": t.name, "language": {"code": t.language}}
+        if t.components:
+            template["components"] = t.components
+        return body | {"type": "template", "template": template}
+    assert command.interactive is not None
+    i = command.interactive
+    if i.buttons:
+        action: dict[str, Any] = {
+            "buttons": [
+                {"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in i.buttons
+            ]
+        }
+        kind = "button"
+    else:
+        action = {
+            "button": i.list_button,
+            "sections": [s.model_dump(exclude_none=True) for s in i.sections],
+        }
+        kind = "list"
+    return body | {
+        "type": "interactive",
+        "interactive": {"type": kind, "body": {"text": i.body}, "action": action},
+    }
 
 
 # -- outbound: Graph API error codes -> what to do ---------------------------------------

@@ -65,6 +65,34 @@ def meta_error(code: int, detail: str = "") -> JSONResponse:
     )
 
 
+def invalid_send(body: dict[str, Any]) -> str | None:
+    """What Meta would refuse in a /messages body (the checks that matter to us)."""
+    if not body.get("to"):
+        return "'to' is required"
+    kind = body.get("type", "text")
+    part = body.get(kind)
+    if not isinstance(part, dict):
+        return f"'{kind}' object is required"
+    if kind == "text":
+        text = part.get("body")
+        if not isinstance(text, str) or not text or len(text) > 4096:
+            return "text.body must be 1-4096 characters"
+    elif kind == "template":
+        if not part.get("name") or not isinstance(part.get("language"), dict):
+            return "template.name and template.language.code are required"
+    elif kind == "interactive":
+        action = part.get("action") or {}
+        if part.get("type") == "button" and not 1 <= len(action.get("buttons") or []) <= 3:
+            return "interactive buttons: 1 to 3"
+        if part.get("type") == "list" and not action.get("sections"):
+            return "interactive list: sections are required"
+        if part.get("type") not in ("button", "list"):
+            return "interactive.type must be button or list"
+    else:
+        return f"unsupported type {kind!r}"
+    return None
+
+
 class GraphSandbox:
     """In-memory state of the stand-in; one per app."""
 
@@ -73,6 +101,7 @@ class GraphSandbox:
         self.read_marks: list[dict[str, Any]] = []
         self.failures: list[FailureRule] = []
         self.attempts = 0
+        self.attempt_log: list[tuple[float, str, int | None]] = []  # (time, to, error code)
         self._seq = 0
         self._changed = asyncio.Condition()
 
@@ -86,7 +115,12 @@ class GraphSandbox:
     async def record(self, phone_number_id: str, body: dict[str, Any]) -> SentMessage:
         self._seq += 1
         kind = str(body.get("type", "text"))
-        text = (body.get("text") or {}).get("body") if kind == "text" else None
+        if kind == "text":
+            text = (body.get("text") or {}).get("body")
+        elif kind == "interactive":
+            text = ((body.get("interactive") or {}).get("body") or {}).get("text")
+        else:
+            text = f"[template {(body.get('template') or {}).get('name')}]"
         message = SentMessage(
             seq=self._seq,
             received_at=time.time(),
@@ -139,14 +173,12 @@ def create_app(sandbox: GraphSandbox | None = None) -> FastAPI:
             sandbox.read_marks.append(body)
             return JSONResponse({"success": True})
         code = sandbox.next_failure(phone_number_id)
+        sandbox.attempt_log.append((time.time(), str(body.get("to")), code))
         if code is not None:
             return meta_error(code)
-        if not body.get("to"):
-            return meta_error(100, "'to' is required")
-        if body.get("type", "text") == "text":
-            text = (body.get("text") or {}).get("body")
-            if not isinstance(text, str) or not text or len(text) > 4096:
-                return meta_error(100, "text.body must be 1-4096 characters")
+        problem = invalid_send(body)
+        if problem:
+            return meta_error(100, problem)
         sent = await sandbox.record(phone_number_id, body)
         return JSONResponse(
             {
@@ -177,6 +209,19 @@ def create_app(sandbox: GraphSandbox | None = None) -> FastAPI:
     async def clear_failures() -> dict[str, int]:
         sandbox.failures.clear()
         return {"pending_rules": 0}
+
+    @app.get("/_sandbox/attempts")
+    async def attempts(to: str | None = None) -> list[dict[str, Any]]:
+        """Every send attempt with its time and the error it was answered with (if any)."""
+        return [
+            {"at": at, "to": who, "code": code}
+            for at, who, code in sandbox.attempt_log
+            if to is None or who == to
+        ]
+
+    @app.get("/_sandbox/read-marks")
+    async def read_marks() -> list[dict[str, Any]]:
+        return sandbox.read_marks
 
     @app.get("/_sandbox/stats")
     async def stats() -> dict[str, int]:

@@ -12,6 +12,7 @@ from prometheus_client import Counter
 
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.whatsapp import (
+    MarkMessageRead,
     SendWhatsAppMessage,
     WhatsAppMessageSent,
     WhatsAppSendFailed,
@@ -123,6 +124,7 @@ class SenderService:
         ledger: SendLedger,
         rate_per_number: float,
         max_attempts: int,
+        retry_scale: float = 1.0,
     ):
         self._bus = bus
         self._tenants = tenants
@@ -130,6 +132,7 @@ class SenderService:
         self._ledger = ledger
         self._buckets = Buckets(rate_per_number)
         self._max_attempts = max_attempts
+        self._retry_scale = retry_scale
 
     async def send(self, command: SendWhatsAppMessage) -> None:
         wamid = await self._ledger.wamid_of(str(command.event_id))
@@ -138,8 +141,8 @@ class SenderService:
             await self._buckets[command.phone_number_id].take()
             token = tenant.secrets.access_token.get_secret_value()
             try:
-                wamid = await self._api.send_text(
-                    command.phone_number_id, token, command.to, command.text
+                wamid = await self._api.send(
+                    command.phone_number_id, token, domain.graph_body(command)
                 )
             except GraphApiError as exc:
                 SENDS.labels(outcome="error", code=str(exc.code)).inc()
@@ -159,11 +162,25 @@ class SenderService:
             msg_id=f"sent:{command.event_id}",
         )
 
+    async def mark_read(self, command: MarkMessageRead) -> None:
+        """Blue ticks and the typing indicator: a courtesy, so it is tried once, never retried."""
+        tenant = await self._tenants.get(command.tenant_id)
+        try:
+            await self._api.mark_read(
+                command.phone_number_id,
+                tenant.secrets.access_token.get_secret_value(),
+                command.wamid,
+                command.typing,
+            )
+        except GraphApiError as exc:
+            SENDS.labels(outcome="mark_read_error", code=str(exc.code)).inc()
+            log.info("mark-as-read for %s failed: %s", command.wamid, exc)
+
     async def _on_error(
         self, command: SendWhatsAppMessage, exc: GraphApiError, attempt: int
     ) -> None:
         if domain.is_retryable(exc.code, exc.http_status) and attempt < self._max_attempts:
-            raise RetryLater(domain.retry_delay(exc.code, attempt), str(exc))
+            raise RetryLater(domain.retry_delay(exc.code, attempt) * self._retry_scale, str(exc))
         await self._bus.publish(
             command.caused(
                 WhatsAppSendFailed,

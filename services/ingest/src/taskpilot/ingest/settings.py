@@ -17,3 +17,5 @@ class IngestSettings(CommonSettings):
     graph_timeout_s: float = 10.0
     send_rate_per_number: float = 80.0
     send_max_attempts: int = 8
+    retry_scale: float = 1.0
+    """Multiplies every retry delay (Meta's 4^X included); below 1 only to speed up tests."""
