@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taskpilot.tools.domain import (
+    KNOWN_TOOLS,
     InvalidArgumentsError,
     PaymentLinkArgs,
     StripeSettings,
@@ -14,6 +15,7 @@ from taskpilot.tools.domain import (
     parse_arguments,
     price_for,
     refusal,
+    tool_schemas,
 )
 
 STRIPE = StripeSettings.model_validate(
@@ -83,3 +85,12 @@ def test_ids_are_deterministic_per_tenant_and_call() -> None:
     assert booking_id("acme", "turn#1#c") != booking_id("other", "turn#1#c")
     assert idempotency_key("acme", "c", "pay") != idempotency_key("acme", "c", "wf")
     assert booking_id("acme", "x").isalnum()  # a valid CalDAV UID and Google event id
+
+
+def test_every_tool_has_a_function_schema_from_its_arguments() -> None:
+    schemas = {s["function"]["name"]: s["function"] for s in tool_schemas()}
+
+    assert set(schemas) == set(KNOWN_TOOLS)
+    book = schemas["book_slot"]["parameters"]
+    assert book["required"] == ["start"] and book["additionalProperties"] is False
+    assert [s["function"]["name"] for s in tool_schemas({"book_slot"})] == ["book_slot"]

@@ -116,3 +116,15 @@ async def test_invalid_configuration_is_refused(api: httpx.AsyncClient, tenant: 
     for url, body in cases:
         response = await api.put(url, json=body)
         assert response.status_code == 422, (url, response.text)
+
+
+async def test_the_model_is_offered_only_the_tools_that_can_run(
+    api: httpx.AsyncClient, tenant: str
+) -> None:
+    await configure(
+        api, tenant, stripe_url="http://127.0.0.1:1", tools=("book_slot", "create_payment_link")
+    )
+
+    offered = (await api.get(f"/v1/tenants/{tenant}/tools")).json()
+
+    assert [t["function"]["name"] for t in offered] == ["create_payment_link"]  # no calendar

@@ -60,6 +60,11 @@ def add_exception_handlers(app: FastAPI) -> None:
 def configuration_router(config: ToolsConfiguration) -> APIRouter:
     router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["tools configuration"])
 
+    @router.get("/tools")
+    async def tools_for_the_model(tenant_id: TenantId) -> list[dict[str, Any]]:
+        """Schemas of the tools this tenant can run now (enabled and connected)."""
+        return await config.runnable_tool_schemas(tenant_id)
+
     @router.get("/tools/settings")
     async def get_settings(tenant_id: TenantId) -> ToolSettingsIn:
         return await config.settings(tenant_id)

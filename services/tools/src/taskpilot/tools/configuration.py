@@ -52,6 +52,11 @@ class ToolsConfiguration:
         config = await self._repo.load_config(tenant_id)
         return ToolSettingsIn(enabled_tools=sorted(config.enabled), booking_policy=config.policy)
 
+    async def runnable_tool_schemas(self, tenant_id: str) -> list[dict[str, Any]]:
+        config = await self._repo.load_config(tenant_id)
+        runnable = config.enabled & domain.available_tools(config.connected)
+        return domain.tool_schemas(runnable)
+
     async def connect(self, tenant_id: str, kind: str, body: ConnectionIn) -> None:
         """Store a validated connection; ``kind`` is calendar, payments or workflow:<name>."""
         models = domain.CONNECTION_MODELS.get(body.provider)

@@ -120,6 +120,32 @@ ARGUMENTS: dict[str, type[_Args]] = {
 }
 
 
+DESCRIPTIONS = {
+    "check_availability": "Free appointment slots in the business's calendar, by local day.",
+    "book_slot": "Book one slot (a start from check_availability) for this lead.",
+    "cancel_booking": "Cancel a booking this lead made.",
+    "reschedule_booking": "Move a booking this lead made to another free slot.",
+    "create_payment_link": "A payment link for a catalogue product or an amount.",
+    "trigger_workflow": "Start one of the business's automation workflows by name.",
+}
+
+
+def tool_schemas(tools: set[str] | None = None) -> list[dict[str, Any]]:
+    """Function-calling schemas (OpenAI shape) of the tools, for the model's prompt."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": name,
+                "description": DESCRIPTIONS[name],
+                "parameters": model.model_json_schema(),
+            },
+        }
+        for name, model in ARGUMENTS.items()
+        if tools is None or name in tools
+    ]
+
+
 class InvalidArgumentsError(Exception):
     def __init__(self, error: ToolError):
         super().__init__(error.message)
