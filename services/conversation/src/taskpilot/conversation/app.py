@@ -11,6 +11,7 @@ from taskpilot.conversation import handlers
 from taskpilot.conversation.adapters import Timers, open_event_store
 from taskpilot.conversation.api import conversations_router
 from taskpilot.conversation.committer import GroupCommitter
+from taskpilot.conversation.domain import Conversation
 from taskpilot.conversation.gdpr import Gdpr
 from taskpilot.conversation.relay import Relay
 from taskpilot.conversation.settings import ConversationSettings
@@ -18,6 +19,11 @@ from taskpilot.conversation.timers import TimerLoop
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.host import ServiceApp
 from taskpilot.runtime.ops import add_ops_routes
+from taskpilot.runtime.telemetry import inject_headers
+
+
+def _current_trace() -> dict[str, str]:
+    return dict(inject_headers({}))
 
 
 async def create(settings: ConversationSettings) -> ServiceApp:
@@ -28,6 +34,7 @@ async def create(settings: ConversationSettings) -> ServiceApp:
         settings.event_store_schema,
         settings.burst_window_s,
     )
+    Conversation.trace_context = staticmethod(_current_trace)  # type: ignore[method-assign]
     timers = Timers(res.pool)
     await timers.ensure_schema()
     relay = Relay(

@@ -67,6 +67,12 @@ class Conversation(Aggregate):
     def create_id(cls, tenant_id: str, lead: str, phone_number_id: str) -> uuid.UUID:
         return conversation_id(tenant_id, lead)
 
+    @staticmethod
+    def trace_context() -> dict[str, str]:
+        """The caller's trace context (W3C headers) to store with each event; the composition
+        root plugs OpenTelemetry in, so the relay's publishes continue the same trace."""
+        return {}
+
     def _env(self, correlation_id: str, causation_id: str | None) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,
@@ -74,6 +80,7 @@ class Conversation(Aggregate):
             "phone_number_id": self.phone_number_id,
             "correlation_id": correlation_id,
             "causation_id": causation_id,
+            "trace": self.trace_context(),
         }
 
     def window_open(self, now: datetime) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry import context as otel_context
 from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
 
@@ -29,6 +30,7 @@ from taskpilot.contracts.whatsapp import MarkMessageRead, SendWhatsAppMessage
 from taskpilot.conversation.adapters import Timers
 from taskpilot.conversation.service import Conversations
 from taskpilot.runtime.bus import Bus
+from taskpilot.runtime.telemetry import context_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -281,11 +283,21 @@ class Relay:
             except TimeoutError:
                 pass
             return position
-        publishes, changes = [], []
+        publishes: list[asyncio.Future[bool]] = []
+        changes = []
         for notification in notifications:
             event = self._app.mapper.to_domain_event(notification)
-            for message, msg_id in outgoing(event):
-                publishes.append(self._bus.publish(message, msg_id=msg_id))
+            # Publish in the trace of the handler that decided: one trace per lead message.
+            token = otel_context.attach(
+                context_from_headers(getattr(event, "env", {}).get("trace"))
+            )
+            try:
+                for message, msg_id in outgoing(event):
+                    publishes.append(
+                        asyncio.ensure_future(self._bus.publish(message, msg_id=msg_id))
+                    )
+            finally:
+                otel_context.detach(token)
             changes += [
                 (event.originator_id, c) for c in timers_for(event, self._deadline, self._burst)
             ]

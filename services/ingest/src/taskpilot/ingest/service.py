@@ -21,10 +21,12 @@ from taskpilot.ingest import domain
 from taskpilot.ingest.adapters import GraphApiError, SendLedger, WhatsAppApi
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import PermanentError, RetryLater, current_attempt
+from taskpilot.runtime.telemetry import tracer
 from taskpilot.tenancy import TenantDirectory, UnknownTenantError
 from taskpilot.tenancy.buckets import Buckets
 
 log = logging.getLogger(__name__)
+TRACER = tracer("ingest")
 
 WEBHOOK_UPDATES = Counter(
     "taskpilot_ingest_updates_total", "Webhook updates by kind and outcome", ["kind", "outcome"]
@@ -60,6 +62,12 @@ class WebhookService:
 
     async def accept(self, tenant_id: str, raw_body: bytes, signature: str | None) -> Accepted:
         """Verify, split and publish. Returns only after every part is stored (or recorded)."""
+        with TRACER.start_as_current_span(
+            "whatsapp webhook", attributes={"taskpilot.tenant_id": tenant_id}
+        ):
+            return await self._accept(tenant_id, raw_body, signature)
+
+    async def _accept(self, tenant_id: str, raw_body: bytes, signature: str | None) -> Accepted:
         tenant = await self._tenants.get(tenant_id)  # UnknownTenantError -> 404 at the edge
         if not domain.signature_valid(
             raw_body, signature, tenant.secrets.app_secret.get_secret_value()
