@@ -157,7 +157,7 @@ async def test_caldav_missing_collection_is_rejected(radicale: Radicale) -> None
         f"{radicale.url}{user}/nope/", username=user, password="pw", allow_private=True
     )
 
-    with pytest.raises((ProviderRejectedError, ProviderUnavailableError)):
+    with pytest.raises(ProviderRejectedError, match="404"):
         await missing.busy(DAY, DAY + timedelta(days=1))
 
 
