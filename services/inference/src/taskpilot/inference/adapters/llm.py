@@ -110,6 +110,15 @@ def import_litellm() -> ModuleType:
         return litellm
 
 
+def _key(name: str | None, api_base: str | None, env: Mapping[str, str]) -> dict[str, str]:
+    key = env.get(name, "") if name else ""
+    if key:
+        return {"api_key": key}
+    # A local OpenAI-compatible server (Ollama, llama.cpp, vLLM) wants no key, but the OpenAI
+    # client refuses to start without one.
+    return {"api_key": "unused"} if api_base else {}
+
+
 class LiteLLMChatModel:
     """The port on ``litellm.Router`` (async): model lists, retries, cooldowns, fallbacks and
     context-window fallbacks all come from :class:`ModelsConfig`."""
@@ -127,8 +136,9 @@ class LiteLLMChatModel:
                 "litellm_params": {
                     "model": d.model,
                     **({"api_base": d.api_base} if d.api_base else {}),
-                    **({"api_key": env.get(d.api_key_env, "")} if d.api_key_env else {}),
+                    **_key(d.api_key_env, d.api_base, env),
                     "timeout": d.timeout_s or config.timeout_s,
+                    "max_retries": 0,  # the Router retries; the SDK's own would multiply them
                     **({"rpm": d.rpm} if d.rpm else {}),
                     **({"tpm": d.tpm} if d.tpm else {}),
                     **({"weight": d.weight} if d.weight else {}),

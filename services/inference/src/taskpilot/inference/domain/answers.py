@@ -62,7 +62,19 @@ def parse_answer(content: str | None) -> ModelAnswer:
 
 
 def numbers(text: str) -> set[str]:
-    return {n.replace(",", ".").rstrip(".:") for n in _NUMBER.findall(text)}
+    """Numbers in a comparable form: times as H:MM ("09:00:00" -> "9:00"), "35,00" -> "35",
+    leading zeros dropped ("04" -> "4", as in "2026-12-04" and "the 4th")."""
+    return {_canonical(n) for n in _NUMBER.findall(text)}
+
+
+def _canonical(number: str) -> str:
+    if ":" in number:
+        hours, minutes = number.split(":")[:2]
+        return f"{int(hours)}:{minutes}"
+    whole, _, fraction = number.replace(",", ".").partition(".")
+    fraction = fraction.replace(".", "").rstrip("0")
+    whole = whole.lstrip("0") or "0"
+    return f"{whole}.{fraction}" if fraction else whole
 
 
 def problem(
