@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from pydantic import SecretStr
 
 from taskpilot.contracts import Message, subjects
+from taskpilot.contracts.knowledge import KNOWLEDGE_MEMORY_ERASE, EraseLeadMemory, MemoryResult
 from taskpilot.contracts.whatsapp import TextContent, WhatsAppMessageReceived
 from taskpilot.conversation.app import create
 from taskpilot.conversation.domain import conversation_id
@@ -45,6 +46,7 @@ class Harness:
     nc: Client
     tenant: str
     seen: dict[str, list[Any]] = field(default_factory=dict)
+    memory_erasures: list[str] = field(default_factory=list)
 
     async def watch(self, subject: str) -> list[Any]:
         """Collect every message published on ``subject`` from now on (one subscription)."""
@@ -139,6 +141,14 @@ async def harness(
     await bus.connect()
     nc = await nats.connect(nats_server.url)
     harness = Harness(f"http://127.0.0.1:{settings.http_port}", bus, nc, tenant)
+
+    async def knowledge_memory(msg: Any) -> None:
+        # Stands in for the knowledge service's memory responder (its own tests cover it).
+        request = EraseLeadMemory.model_validate_json(msg.data)
+        harness.memory_erasures.append(request.lead)
+        await msg.respond(MemoryResult(erased=2).model_dump_json().encode())
+
+    await nc.subscribe(KNOWLEDGE_MEMORY_ERASE.subject(tenant=tenant), cb=knowledge_memory)
     async with httpx.AsyncClient() as client:
 
         async def ready() -> bool:

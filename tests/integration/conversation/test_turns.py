@@ -11,7 +11,7 @@ import pytest
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.inference import GenerateReply, ReplyGenerated, ToolCall
-from taskpilot.contracts.tools import ExecuteToolCall, ToolCallCompleted
+from taskpilot.contracts.tools import ExecuteToolCall, PaymentReceived, ToolCallCompleted
 from taskpilot.contracts.whatsapp import SendWhatsAppMessage, WhatsAppMessageSent
 from taskpilot.conversation.domain import conversation_id
 from taskpilot.runtime.testing import eventually
@@ -197,6 +197,7 @@ async def test_export_then_erase_a_lead(harness: Harness) -> None:
         assert "call me on +34" in json.dumps(export["events"])
         result = (await client.delete(base, params={"requested_by": "dpo@shop"})).json()
         assert result["events_deleted"] >= 3 and result["messages_purged"] >= 1
+        assert result["memories_erased"] == 2 and h.memory_erasures == [lead]
         assert (await client.get(f"{base}/export")).status_code == 404
     assert await h.timeline(lead) == []
     await eventually(lambda: _has(erased), timeout=5, what="LeadErased published")
@@ -215,3 +216,26 @@ async def test_export_then_erase_a_lead(harness: Harness) -> None:
 
 async def _has(box: list) -> bool:
     return bool(box)
+
+
+async def test_a_confirmed_payment_is_recorded_once_and_thanked(harness: Harness) -> None:
+    h, lead = harness, new_lead()
+    sends = await h.watch(subjects.WA_SEND.subject(tenant=h.tenant))
+    await h.lead_writes(lead, "send me the payment link")
+    await h.until_events(lead, "ReplyRequested")
+    conv = str(conversation_id(h.tenant, lead))
+    payment = PaymentReceived(
+        tenant_id=h.tenant,
+        correlation_id="evt_1",
+        conversation_id=conv,
+        provider_event_id="evt_1",
+        checkout_session_id="cs_test_1",
+        amount_minor=3500,
+        currency="eur",
+    )
+    await h.publish(payment)
+    await h.bus.publish(payment, msg_id="stripe-retried-the-webhook")
+    [thanks] = await sends_to(sends, lead)
+    assert thanks.text == "Thank you! We've received your payment of 35.00 EUR. 🙏"
+    types = await h.until_events(lead, "PaymentConfirmed")
+    assert types.count("PaymentConfirmed") == 1

@@ -134,6 +134,16 @@ class ConversationHandedOff(ConversationEvent):
     by: str = Field(default="assistant", description="assistant, system, or the agent's id")
 
 
+class PaymentConfirmed(ConversationEvent):
+    """A payment for this conversation's link was confirmed by the provider."""
+
+    EVENT: ClassVar[str] = "payment_confirmed"
+
+    payment_id: str
+    amount_minor: int | None = None
+    currency: str | None = None
+
+
 class HumanReplied(ConversationEvent):
     EVENT: ClassVar[str] = "human_replied"
 
@@ -172,5 +182,6 @@ CONVERSATION_EVENTS: tuple[type[ConversationEvent], ...] = (
     ConversationHandedOff,
     HumanReplied,
     BotResumed,
+    PaymentConfirmed,
     LeadErased,
 )

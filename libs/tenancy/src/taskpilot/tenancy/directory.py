@@ -44,6 +44,7 @@ class BusinessProfile(BaseModel):
     tone: str = "friendly and concise"
     greeting_template: str = "Hi! 👋 Thanks for writing to {name}. How can we help you today?"
     thanks_template: str = "You're welcome! Anything else we can do for you?"
+    payment_received_template: str = "Thank you! We've received your payment{amount}. 🙏"
     handoff_message: str = (
         "Thanks for your message! A member of the {name} team will get back to you shortly."
     )

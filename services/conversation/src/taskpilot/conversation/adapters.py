@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from taskpilot.conversation.service import Conversations
 
 
+EVENT_STORE_CONNECTIONS = 12
+
+
 def eventsourcing_env(database_url: str, schema: str = "public") -> dict[str, str]:
     url = urlsplit(database_url)
     return {
@@ -29,7 +32,7 @@ def eventsourcing_env(database_url: str, schema: str = "public") -> dict[str, st
         "POSTGRES_USER": unquote(url.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(url.password or ""),  # must be set, empty is fine
         "POSTGRES_SCHEMA": schema,
-        "POSTGRES_POOL_SIZE": "8",
+        "POSTGRES_POOL_SIZE": str(EVENT_STORE_CONNECTIONS),
         "CREATE_TABLE": "y",
     }
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from taskpilot.contracts import LeadId, TenantId
 from taskpilot.conversation.domain import NotHeldByHumanError, WindowClosedError
-from taskpilot.conversation.gdpr import Gdpr
+from taskpilot.conversation.gdpr import ErasureIncompleteError, Gdpr
 from taskpilot.conversation.service import ConversationNotFoundError, Conversations
 
 
@@ -72,6 +72,9 @@ def conversations_router(app: Conversations, gdpr: Gdpr) -> APIRouter:
     @router.delete("/leads/{lead}")
     async def erase_lead(tenant_id: TenantId, lead: LeadId, requested_by: str) -> dict[str, Any]:
         """Erase the lead everywhere (GDPR); the erasure itself is recorded and announced."""
-        return await gdpr.erase(tenant_id, lead, requested_by)
+        try:
+            return await gdpr.erase(tenant_id, lead, requested_by)
+        except ErasureIncompleteError as exc:
+            raise HTTPException(503, f"{exc}; nothing was erased, retry") from None
 
     return router

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from fastapi import FastAPI
 
 from taskpilot.conversation import handlers
-from taskpilot.conversation.adapters import Timers, open_event_store
+from taskpilot.conversation.adapters import EVENT_STORE_CONNECTIONS, Timers, open_event_store
 from taskpilot.conversation.api import conversations_router
 from taskpilot.conversation.committer import GroupCommitter
 from taskpilot.conversation.domain import Conversation
@@ -28,6 +29,11 @@ def _current_trace() -> dict[str, str]:
 
 async def create(settings: ConversationSettings) -> ServiceApp:
     res = await connect(settings, "conversation")
+    # Loads and saves run in threads (eventsourcing is synchronous): size the pool to the
+    # event store's connections, not to the default of cores + 4.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=EVENT_STORE_CONNECTIONS, thread_name_prefix="store")
+    )
     app = await asyncio.to_thread(
         open_event_store,
         settings.database_url,

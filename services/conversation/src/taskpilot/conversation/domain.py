@@ -62,6 +62,7 @@ class Conversation(Aggregate):
         self.replies: dict[str, str] = {}  # turn_id -> text sent or to be sent
         self.outcomes: dict[str, str] = {}  # turn_id -> sent | delivered | read | failed
         self.outbound: dict[str, str] = {}  # wamid Meta gave our message -> turn_id
+        self.payments: dict[str, int | None] = {}  # provider payment id -> amount (minor)
 
     @classmethod
     def create_id(cls, tenant_id: str, lead: str, phone_number_id: str) -> uuid.UUID:
@@ -254,6 +255,36 @@ class Conversation(Aggregate):
         self._reply_status_changed(self._env(correlation, causation_id), turn_id, wamid, status)
         return True
 
+    def payment_received(
+        self,
+        payment_id: str,
+        amount_minor: int | None,
+        currency: str | None,
+        text: str,
+        now: datetime,
+        causation_id: str,
+    ) -> bool:
+        """The provider confirmed a payment: recorded once; the lead is thanked when the
+        24-hour window still allows a free-form message."""
+        if payment_id in self.payments:
+            return False
+        env = self._env(f"payment:{payment_id}", causation_id)
+        self._payment_confirmed(env, payment_id, amount_minor, currency)
+        if self.window_open(now):
+            self._reply_composed(
+                env,
+                f"payment-{payment_id}",
+                {
+                    "text": text,
+                    "tier": "L0",
+                    "source": "template",
+                    "intent": "payment",
+                    "model": "none",
+                    "latency_ms": 0.0,
+                },
+            )
+        return True
+
     # -- humans ------------------------------------------------------------------------
 
     def take_over(self, agent: str, causation_id: str) -> bool:
@@ -394,6 +425,12 @@ class Conversation(Aggregate):
     def _handed_off(self, env: dict[str, Any], reason: str, by: str) -> None:
         self.mode = "human"
         self.pending = []
+
+    @event("PaymentConfirmed")
+    def _payment_confirmed(
+        self, env: dict[str, Any], payment_id: str, amount_minor: int | None, currency: str | None
+    ) -> None:
+        self.payments[payment_id] = amount_minor
 
     @event("HumanReplied")
     def _human_replied(self, env: dict[str, Any], turn_id: str, text: str, agent: str) -> None:

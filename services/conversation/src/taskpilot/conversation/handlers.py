@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from taskpilot.contracts import Message, subjects
 from taskpilot.contracts.inference import ReplyGenerated
-from taskpilot.contracts.tools import ToolCallCompleted
+from taskpilot.contracts.tools import PaymentReceived, ToolCallCompleted
 from taskpilot.contracts.whatsapp import (
     WhatsAppMessageReceived,
     WhatsAppMessageSent,
@@ -18,7 +18,7 @@ from taskpilot.conversation.committer import GroupCommitter
 from taskpilot.conversation.service import Change, ConversationNotFoundError, Conversations
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, subscribe
-from taskpilot.tenancy import TenantDirectory
+from taskpilot.tenancy import BusinessProfile, TenantDirectory
 
 M = TypeVar("M", bound=Message)
 
@@ -44,10 +44,20 @@ REPLIES = ConsumerSpec(
 TOOL_RESULTS = ConsumerSpec(
     "conversation-tool-results", subjects.TOOLS, subjects.TOOL_COMPLETED.wildcard()
 )
+PAYMENTS = ConsumerSpec(
+    "conversation-payments", subjects.TOOLS, subjects.TOOL_PAYMENT_RECEIVED.wildcard()
+)
 SENT = ConsumerSpec("conversation-sent", subjects.WHATSAPP_OUT, subjects.WA_SENT.wildcard())
 SEND_FAILED = ConsumerSpec(
     "conversation-send-failed", subjects.WHATSAPP_OUT, subjects.WA_SEND_FAILED.wildcard()
 )
+
+
+def payment_thanks(profile: BusinessProfile, payment: PaymentReceived) -> str:
+    amount = ""
+    if payment.amount_minor is not None and payment.currency:
+        amount = f" of {payment.amount_minor / 100:.2f} {payment.currency.upper()}"
+    return profile.render(profile.payment_received_template).replace("{amount}", amount)
 
 
 def _committed(
@@ -90,6 +100,14 @@ def register(
         _committed(committer, app.status_change, tolerate_missing=True),
     )
     subscribe(bus, REPLIES, ReplyGenerated, when_reply_generated)
+
+    async def when_payment_received(payment: PaymentReceived) -> None:
+        if not payment.conversation_id:
+            return  # a payment link created outside a conversation
+        profile = (await tenants.get(payment.tenant_id)).profile
+        await committer.run(app.payment_change(payment, payment_thanks(profile, payment)))
+
+    subscribe(bus, PAYMENTS, PaymentReceived, when_payment_received)
     subscribe(
         bus, TOOL_RESULTS, ToolCallCompleted, _committed(committer, app.tool_completed_change)
     )

@@ -222,6 +222,15 @@ def outgoing(event: Any) -> Iterator[tuple[Message, str]]:
                 agent=event.agent,
             )
             yield send(event.turn_id, event.text)
+        case "PaymentConfirmed":
+            yield emit(
+                public.PaymentConfirmed,
+                "event",
+                **common,
+                payment_id=event.payment_id,
+                amount_minor=event.amount_minor,
+                currency=event.currency,
+            )
         case "BotResumed":
             yield emit(public.BotResumed, "event", **common, agent=event.agent)
 
@@ -273,11 +282,11 @@ class Relay:
                 position = await self.relay_once(position)
 
     async def relay_once(self, position: int) -> int:
+        self._wake.clear()  # before the read: a commit landing during it still wakes us
         notifications = await asyncio.to_thread(
             self._app.recorder.select_notifications, position + 1, self._batch
         )
         if not notifications:
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._idle)
             except TimeoutError:

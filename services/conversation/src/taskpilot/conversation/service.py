@@ -17,7 +17,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from taskpilot.contracts.inference import ReplyGenerated
-from taskpilot.contracts.tools import ToolCallCompleted
+from taskpilot.contracts.tools import PaymentReceived, ToolCallCompleted
 from taskpilot.contracts.whatsapp import (
     WhatsAppMessageReceived,
     WhatsAppMessageSent,
@@ -180,6 +180,15 @@ class Conversations(Application):
             _uuid(o.conversation_id),
             lambda c: c.failed(
                 o.reference or "", o.reason, o.code, str(o.event_id), o.correlation_id
+            ),
+        )
+
+    def payment_change(self, p: PaymentReceived, text: str) -> Change:
+        now = datetime.now(UTC)
+        return Change(
+            _uuid(p.conversation_id or ""),
+            lambda c: c.payment_received(
+                p.checkout_session_id, p.amount_minor, p.currency, text, now, str(p.event_id)
             ),
         )
 
