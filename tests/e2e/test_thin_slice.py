@@ -205,3 +205,42 @@ async def test_verification_handshake(system: System) -> None:
             headers={"X-Hub-Signature-256": "sha256=00"},
         )
         assert unknown.status_code == 404
+
+
+async def test_a_webhook_delivered_three_times_is_answered_once(system: System) -> None:
+    """Immediately (JetStream's duplicate window drops it), after the window (stored again:
+    the conversation's own record of wamids drops it), and much later (the same)."""
+    lead, wamid = new_lead(), "wamid.thrice-" + uuid.uuid4().hex
+    payload = text_webhook(demo.DEMO_NUMBER, lead, "hola", wamid)
+    async with httpx.AsyncClient(timeout=10) as client:
+        await post_webhook(client, system, payload)
+        again = await post_webhook(client, system, payload)
+        assert again.json()["duplicates"] == 1
+        await eventually(lambda: sends_to(client, system, lead), timeout=20, what="first reply")
+
+        # What ingest published, re-stored under fresh ids: as JetStream would after its window.
+        nc = await nats.connect(system.nats_url)
+        try:
+            js = nc.jetstream()
+            partitioning = subjects.WHATSAPP_IN.partitioning
+            assert partitioning is not None
+            stored = await js.subscribe(
+                f"{partitioning.stored_prefix}.*.{demo.DEMO_TENANT}.{lead}.message",
+                stream=subjects.WHATSAPP_IN.name,
+                ordered_consumer=True,
+            )
+            original = await stored.next_msg(timeout=5)
+            await stored.unsubscribe()
+            subject = subjects.WA_MESSAGE_RECEIVED.subject(tenant=demo.DEMO_TENANT, lead=lead)
+            for late in ("after-the-window", "much-later"):
+                headers = {**(original.headers or {}), "Nats-Msg-Id": f"{wamid}:{late}"}
+                await js.publish(subject, original.data, headers=headers)
+        finally:
+            await nc.close()
+        # A later message of the same lead comes after both redeliveries in its partition.
+        await post_webhook(client, system, text_webhook(demo.DEMO_NUMBER, lead, "thanks!"))
+        sent = await eventually(
+            lambda: _at_least(sends_to(client, system, lead), 2), timeout=20, what="second reply"
+        )
+    assert len(sent) == 2  # one answer to the thrice-delivered "hola", one to "thanks!"
+    assert "Thanks for writing" in sent[0]["text"]
