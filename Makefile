@@ -45,7 +45,7 @@ lint: install  ## ruff and mypy on every member
 bench: install  ## benchmarks; each prints its figures and writes bench/results/
 	$(PY) bench/pipeline.py
 
-docs: install  ## export the JSON Schemas of every public message
+docs: install  ## the event catalogue: JSON Schemas and the AsyncAPI document (docs/contracts/)
 	.venv/bin/taskpilot contracts export --out docs/contracts/schemas
 
 clean:  ## remove the embedded default's data (.taskpilot) and caches

@@ -23,6 +23,17 @@ def main(argv: list[str] | None = None) -> None:
     contracts = commands.add_parser("contracts", help="the public message catalogue")
     contracts.add_argument("action", choices=["export"])
     contracts.add_argument("--out", type=Path, default=Path("docs/contracts/schemas"))
+    projections = commands.add_parser("projections", help="analytics' read models")
+    projections.add_argument("action", choices=["rebuild"])
+    projections.add_argument("--compare", action="store_true", help="digests before and after")
+    token = commands.add_parser("token", help="a dashboard token from the local issuer")
+    token.add_argument("--tenant", help="the tenant (required but for operators)")
+    token.add_argument(
+        "--role", action="append", choices=["owner", "agent", "operator"], default=[]
+    )
+    token.add_argument("--subject", default="local-user", help="who (shown as the agent)")
+    token.add_argument("--ttl", default="12h", help="lifetime, e.g. 30m, 12h, 7d")
+    token.add_argument("--url", action="store_true", help="print the dashboard sign-in URL")
     args = parser.parse_args(argv)
 
     if args.command == "dev":
@@ -40,10 +51,25 @@ def main(argv: list[str] | None = None) -> None:
 
         run_chat(args.data_dir.resolve(), args.lead, args.message)
     elif args.command == "contracts":
+        from taskpilot.cli.asyncapi import export as export_asyncapi
         from taskpilot.contracts.catalogue import export
 
         written = export(args.out)
-        print(f"wrote {len(written)} JSON Schemas to {args.out}")
+        document = export_asyncapi(args.out.parent)
+        print(f"wrote {len(written)} JSON Schemas to {args.out} and the AsyncAPI to {document}")
+    elif args.command == "projections":
+        import asyncio
+
+        from taskpilot.cli.projections import rebuild
+
+        raise SystemExit(asyncio.run(rebuild(args.compare)))
+    elif args.command == "token":
+        from taskpilot.cli.tokens import token as issue
+
+        roles = args.role or ["owner"]
+        if args.tenant is None and "operator" not in roles:
+            parser.error("--tenant is required unless --role operator")
+        print(issue(args.data_dir.resolve(), args.tenant, roles, args.subject, args.ttl, args.url))
 
 
 if __name__ == "__main__":
