@@ -9,7 +9,6 @@ condition is decided. The PostgreSQL repository lives in :mod:`taskpilot.knowled
 from __future__ import annotations
 
 import asyncio
-import math
 import shutil
 import tempfile
 import warnings
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import qdrant_edge as edge
 from qdrant_client import AsyncQdrantClient, models
 
@@ -117,9 +117,11 @@ def _check_query(space: EmbeddingSpace, query: StoreQuery) -> None:
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
+    if not b:
+        return 0.0
+    x, y = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    norm = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y) / norm if norm else 0.0
 
 
 def _merge(

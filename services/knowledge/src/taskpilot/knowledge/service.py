@@ -292,10 +292,18 @@ class KnowledgeService:
             version = await self._repo.finish_document(job, chunks)
         except Exception as exc:  # the job records why; nothing of the document stays indexed
             log.exception("indexing document %s failed", document.id)
-            await self._store.delete_matching(job.tenant_id, document_id=document.id)
-            await self._repo.fail_document(job, f"{type(exc).__name__}: {exc}")
+            await self._undo_document(job, f"{type(exc).__name__}: {exc}")
             return
         await self._announce(job.tenant_id, version, "document_indexed", document.id)
+
+    async def _undo_document(self, job: Job, error: str) -> None:
+        try:
+            await self._store.delete_matching(job.tenant_id, document_id=job.document_id)
+        except Exception:
+            # The document row still says "failed" below, so deleting it (which deletes its
+            # points again) clears what is left; the dashboard shows the failed document.
+            log.exception("could not remove the points of document %s", job.document_id)
+        await self._repo.fail_document(job, error)
 
     async def wait_for_jobs(self) -> None:
         """Let running indexing jobs finish (shutdown, tests)."""

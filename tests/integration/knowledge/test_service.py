@@ -1,0 +1,167 @@
+"""Knowledge through its public surfaces: FAQ versions, request-reply search as inference does
+it, lead memory (remember, recall, erase), re-indexing when the embedding model changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from taskpilot.contracts.knowledge import (
+    EraseLeadMemory,
+    KnowledgeSearchResult,
+    MemoryResult,
+    RecallMemory,
+    RememberTurn,
+    SearchKnowledge,
+)
+from taskpilot.knowledge.adapters import EdgeVectorStore
+from taskpilot.knowledge.domain import EmbeddingSpace, MemoryTurn
+from taskpilot.runtime.testing import eventually
+from tests.integration.knowledge.conftest import (
+    Announcements,
+    HashingEmbedder,
+    Knowledge,
+    build,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_every_faq_change_bumps_and_announces_the_version(
+    knowledge: Knowledge, announcements: tuple[str, Announcements]
+) -> None:
+    tenant, seen = announcements
+    faqs = f"/v1/tenants/{tenant}/faqs"
+    created = (await knowledge.http.post(faqs, json={"question": "Q1?", "answer": "A1"})).json()
+    updated = await knowledge.http.put(
+        f"{faqs}/{created['id']}", json={"question": "Q1 again?", "answer": "A2"}
+    )
+    assert updated.status_code == 200
+    assert (await knowledge.http.delete(f"{faqs}/{created['id']}")).status_code == 204
+    await eventually(lambda: _true(seen.versions == [1, 2, 3]), what="three versions")
+    assert [e.change for e in seen.events] == ["faq_created", "faq_updated", "faq_deleted"]
+    assert all(e.item_id == created["id"] for e in seen.events)
+
+
+async def test_search_over_the_bus_with_the_callers_vector(knowledge: Knowledge) -> None:
+    """As inference asks: its own query vector, same model; old readers see the old fields."""
+    tenant = knowledge.tenant()
+    question = "What are your opening hours?"
+    await knowledge.http.post(
+        f"/v1/tenants/{tenant}/faqs",
+        json={"question": question, "answer": "Monday to Friday 9:00-19:00."},
+    )
+    [vector] = knowledge.embedder.embed_queries(["when do you open?"])
+    request = SearchKnowledge(
+        tenant_id=tenant,
+        correlation_id="wamid.test",
+        query="when do you open?",
+        vector=vector.tolist(),
+        embedding_model=knowledge.embedder.name,
+        top_k=3,
+    )
+    result = await knowledge.bus.request(request, KnowledgeSearchResult, timeout=10)
+    assert result.error is None and result.knowledge_version == 1
+    [hit] = result.hits
+    assert hit.kind == "faq" and hit.answer == "Monday to Friday 9:00-19:00."
+    assert hit.score > 0.9  # the dense cosine inference thresholds on
+    assert hit.rank_score is not None
+
+    wrong_model = request.model_copy(update={"embedding_model": "someone-elses-model"})
+    refused = await knowledge.bus.request(wrong_model, KnowledgeSearchResult, timeout=10)
+    assert refused.hits == [] and "index uses" in str(refused.error)
+
+
+async def test_a_lead_remembers_its_own_turns_until_erased(knowledge: Knowledge) -> None:
+    tenant = knowledge.tenant()
+    turns = [
+        ("34600000001", "t1", "I'd like balayage but I'm allergic to ammonia", "Noted, we use..."),
+        ("34600000001", "t2", "My name is Lucía and I prefer Fridays", "Thanks Lucía!"),
+        ("34600000002", "t1", "Do you fix bikes?", "No, we are a hair salon."),
+    ]
+    for lead, turn_id, lead_text, reply in turns:
+        stored = await knowledge.bus.request(
+            RememberTurn(
+                tenant_id=tenant,
+                correlation_id=turn_id,
+                lead=lead,
+                turn_id=turn_id,
+                lead_text=lead_text,
+                reply_text=reply,
+            ),
+            MemoryResult,
+            timeout=10,
+        )
+        assert stored.stored == 1
+    recall = RecallMemory(
+        tenant_id=tenant, correlation_id="r", lead="34600000001", query="which day suits her?"
+    )
+    result = await knowledge.bus.request(recall, MemoryResult, timeout=10)
+    assert {h.turn_id for h in result.hits} == {"t1", "t2"}
+    assert result.hits[0].turn_id == "t2" and "Fridays" in result.hits[0].lead_text
+    other = await knowledge.http.post(
+        f"/v1/tenants/{tenant}/leads/34600000002/memory/search", json={"query": "bikes"}
+    )
+    assert [h["lead_text"] for h in other.json()] == ["Do you fix bikes?"]
+
+    erase = EraseLeadMemory(tenant_id=tenant, correlation_id="gdpr", lead="34600000001")
+    assert (await knowledge.bus.request(erase, MemoryResult, timeout=10)).erased == 2
+    assert (await knowledge.bus.request(recall, MemoryResult, timeout=10)).hits == []
+    assert await knowledge.store.count(tenant, ["memory"]) == 1
+    http_erase = await knowledge.http.delete(f"/v1/tenants/{tenant}/leads/34600000002/memory")
+    assert http_erase.json() == {"erased": 1}
+    assert await knowledge.store.count(tenant) == 0
+
+
+async def test_a_new_embedding_model_reindexes_every_tenant(
+    knowledge: Knowledge,
+    knowledge_pool: AsyncConnectionPool,
+    tmp_path: Path,
+    announcements: tuple[str, Announcements],
+) -> None:
+    tenant, seen = announcements
+    await knowledge.http.post(
+        f"/v1/tenants/{tenant}/faqs",
+        json={"question": "Do you sell gift cards?", "answer": "Yes, from 20 euros."},
+    )
+    upload = await knowledge.http.post(
+        f"/v1/tenants/{tenant}/documents",
+        params={"filename": "hours.md", "title": "Hours"},
+        content=b"# Hours\n\nWe open at nine and close at seven.\n",
+        headers={"content-type": "text/markdown"},
+    )
+    assert upload.status_code == 202
+    await knowledge.service.wait_for_jobs()
+    await knowledge.service.remember(
+        MemoryTurn(
+            tenant_id=tenant, lead_id="lead1", turn_id="t1", lead_text="hello", reply_text="hi"
+        )
+    )
+
+    new_model = HashingEmbedder()
+    new_store = EdgeVectorStore(
+        tmp_path, "knowledge", EmbeddingSpace(new_model.name, new_model.dim)
+    )
+    await new_store.open()
+    try:
+        assert new_store.collection != knowledge.store.collection  # a new model, a new index
+        upgraded = build(knowledge_pool, knowledge.bus, new_store, new_model)
+        assert tenant in await upgraded.reindex_stale_tenants()
+        assert await new_store.count(tenant) == 3  # FAQ, chunk, memory
+        result = await upgraded.search(
+            SearchKnowledge(tenant_id=tenant, correlation_id="c", query="gift cards", top_k=1)
+        )
+        assert result.embedding_model == new_model.name and result.hits[0].kind == "faq"
+        assert tenant not in await upgraded.reindex_stale_tenants()  # done once
+        await eventually(
+            lambda: _true(seen.events[-1:] != [] and seen.events[-1].change == "reindexed"),
+            what="reindexed announced",
+        )
+    finally:
+        await new_store.close()
