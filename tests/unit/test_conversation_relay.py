@@ -11,7 +11,7 @@ import pytest
 from taskpilot.contracts import conversation as public
 from taskpilot.contracts.inference import GenerateReply, ToolCall, ToolResult, Turn
 from taskpilot.contracts.tools import ExecuteToolCall
-from taskpilot.contracts.whatsapp import SendWhatsAppMessage
+from taskpilot.contracts.whatsapp import MarkMessageRead, SendWhatsAppMessage
 from taskpilot.conversation.domain import Conversation, tool_call_key
 from taskpilot.conversation.relay import TimerChange, outgoing, timers_for
 from taskpilot.conversation.service import Conversations
@@ -121,13 +121,14 @@ def test_a_received_message_becomes_lead_message_received(events) -> None:
     )
 
 
-def test_a_reply_request_becomes_a_public_event_and_a_generate_command(events) -> None:
+def test_a_reply_request_becomes_a_public_event_a_mark_read_and_a_generate_command(events):
     event = the(events, "ReplyRequested")
 
-    [requested, command] = messages(event)
+    [requested, mark_read, command] = messages(event)
 
     assert isinstance(requested, public.ReplyRequested)
     assert (requested.turn_id, requested.text) == ("wamid.1", "how much is a haircut?")
+    assert isinstance(mark_read, MarkMessageRead)
     assert isinstance(command, GenerateReply)
     assert command.tenant_id == TENANT
     assert command.lead == LEAD
@@ -140,7 +141,7 @@ def test_a_reply_request_becomes_a_public_event_and_a_generate_command(events) -
 def test_the_generate_command_carries_the_history(events) -> None:
     event = the(events, "ReplyRequested", nth=1)
 
-    _, command = messages(event)
+    _, _, command = messages(event)
 
     assert command.history[:2] == [
         Turn(role="lead", text="how much is a haircut?"),
@@ -213,7 +214,11 @@ def test_msg_ids_name_the_event_and_its_role(events) -> None:
     event = the(events, "ReplyRequested")
     base = f"{event.originator_id}:{event.originator_version}"
 
-    assert [msg_id for _, msg_id in outgoing(event)] == [f"{base}:event", f"{base}:command"]
+    assert [msg_id for _, msg_id in outgoing(event)] == [
+        f"{base}:event",
+        f"{base}:mark_read",
+        f"{base}:command",
+    ]
 
 
 def test_every_published_message_has_its_own_ids(events) -> None:
@@ -244,6 +249,7 @@ def test_public_conversation_events_go_to_their_own_subjects(events) -> None:
         f"conversation.acme.{LEAD}.reply_failed",
         f"conversation.acme.{LEAD}.handed_off",
         "inference.acme.generate_reply",
+        "wa.out.acme.mark_read",
         "wa.out.acme.send",
     }
 
@@ -328,7 +334,7 @@ def test_the_orchestration_history_is_what_the_scenario_did(orchestration) -> No
 
 def test_a_superseded_turn_is_published_and_the_next_request_answers_both(orchestration):
     [superseded] = messages(the(orchestration, "TurnSuperseded"))
-    _, command = messages(the(orchestration, "ReplyRequested", nth=1))
+    _, _, command = messages(the(orchestration, "ReplyRequested", nth=1))
 
     assert isinstance(superseded, public.TurnSuperseded)
     assert superseded.turn_id == "wamid.1"
@@ -372,7 +378,7 @@ def test_a_tool_result_is_recorded_publicly_under_its_key(orchestration) -> None
 
 def test_the_next_round_asks_inference_with_the_results_under_the_models_ids(orchestration):
     [requested, command] = messages(the(orchestration, "ReplyRequested", nth=2))
-    _, first_round = messages(the(orchestration, "ReplyRequested", nth=1))
+    _, _, first_round = messages(the(orchestration, "ReplyRequested", nth=1))
 
     assert isinstance(requested, public.ReplyRequested)
     assert (requested.turn_id, requested.round) == ("wamid.2", 1)
@@ -384,6 +390,34 @@ def test_the_next_round_asks_inference_with_the_results_under_the_models_ids(orc
         ToolResult(call_id="call_a", error=BUSY),
         ToolResult(call_id="call_b", result={"price_eur": 15}),
     ]
+
+
+def test_a_new_turn_marks_the_leads_message_read_with_typing_but_a_tool_round_does_not(
+    orchestration,
+) -> None:
+    new_turn = the(orchestration, "ReplyRequested", nth=1)
+    tool_round = the(orchestration, "ReplyRequested", nth=2)
+    base = f"{new_turn.originator_id}:{new_turn.originator_version}"
+
+    pairs = list(outgoing(new_turn))
+    [requested, mark_read, _] = [m for m, _ in pairs]
+
+    assert new_turn.round == 0
+    assert isinstance(mark_read, MarkMessageRead)
+    assert mark_read.wamid == new_turn.turn_id == "wamid.2"
+    assert mark_read.phone_number_id == new_turn.env["phone_number_id"] == NUMBER
+    assert mark_read.typing is True
+    assert mark_read.tenant_id == TENANT
+    assert mark_read.correlation_id == "wamid.2"
+    assert mark_read.causation_id == str(requested.event_id)
+    assert mark_read.subject() == "wa.out.acme.mark_read"
+    assert pairs[1][1] == f"{base}:mark_read"
+    assert [(m.event_id, i) for m, i in outgoing(new_turn)] == [(m.event_id, i) for m, i in pairs]
+    assert tool_round.round == 1
+    assert not [m for m in messages(tool_round) if isinstance(m, MarkMessageRead)]
+    rounds = [e.round for e in orchestration if type(e).__name__ == "ReplyRequested"]
+    marks = [m for e in orchestration for m in messages(e) if isinstance(m, MarkMessageRead)]
+    assert len(marks) == rounds.count(0)
 
 
 def test_the_answer_after_tool_calls_is_sent(orchestration) -> None:
@@ -490,6 +524,7 @@ def test_the_orchestration_publishes_to_these_subjects(orchestration) -> None:
         "human_replied",
         "inference.acme.generate_reply",
         "tools.acme.execute",
+        "wa.out.acme.mark_read",
         "wa.out.acme.send",
     }
 
