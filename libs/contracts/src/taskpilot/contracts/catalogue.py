@@ -31,6 +31,7 @@ from taskpilot.contracts.tools import (
 from taskpilot.contracts.whatsapp import (
     MarkMessageRead,
     SendWhatsAppMessage,
+    WhatsAppMediaStored,
     WhatsAppMessageReceived,
     WhatsAppMessageSent,
     WhatsAppSendFailed,
@@ -40,6 +41,7 @@ from taskpilot.contracts.whatsapp import (
 MESSAGES: tuple[type[Message], ...] = (
     WhatsAppMessageReceived,
     WhatsAppStatusReceived,
+    WhatsAppMediaStored,
     SendWhatsAppMessage,
     MarkMessageRead,
     WhatsAppMessageSent,

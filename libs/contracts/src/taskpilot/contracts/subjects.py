@@ -119,6 +119,11 @@ ALL_STREAMS: tuple[Stream, ...] = (
 # -- inbound edge (owner: ingest) -------------------------------------------------------
 WA_MESSAGE_RECEIVED = Channel("wa.in.{tenant}.{lead}.message", WHATSAPP_IN)
 WA_STATUS_RECEIVED = Channel("wa.in.{tenant}.{lead}.status", WHATSAPP_IN)
+WA_MEDIA_STORED = Channel(
+    "wa.in.{tenant}.{lead}.media_stored",
+    WHATSAPP_IN,
+    "an inbound message's media, downloaded and kept in object storage",
+)
 # -- outbound edge (commands to ingest's sender, outcomes from it) -----------------------
 WA_SEND = Channel("wa.out.{tenant}.send", WHATSAPP_OUT)
 WA_MARK_READ = Channel("wa.out.{tenant}.mark_read", WHATSAPP_OUT)

@@ -10,6 +10,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from taskpilot.contracts import subjects
 from taskpilot.contracts.envelope import LeadId, Message
 
+MediaKind = Literal["image", "audio", "video", "document", "sticker"]
+
 
 class _Content(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -21,7 +23,7 @@ class TextContent(_Content):
 
 
 class MediaContent(_Content):
-    kind: Literal["image", "audio", "video", "document", "sticker"]
+    kind: MediaKind
     media_id: str
     mime_type: str | None = None
     sha256: str | None = None
@@ -140,6 +142,26 @@ class WhatsAppStatusReceived(Message):
     conversation: dict[str, Any] | None = None
     pricing: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = []
+
+    def subject_parts(self) -> dict[str, str]:
+        return {"lead": self.lead}
+
+
+class WhatsAppMediaStored(Message):
+    """The media of an inbound message, downloaded from Meta, checked against its sha256 and
+    kept in object storage under ``object_key`` (one per message; ``wamid`` names it)."""
+
+    CHANNEL: ClassVar = subjects.WA_MEDIA_STORED
+
+    wamid: str
+    phone_number_id: str
+    lead: LeadId
+    kind: MediaKind
+    media_id: str
+    object_key: str = Field(description="key in the media object store, '{tenant}/{lead}/...'")
+    size: int = Field(ge=0, description="bytes")
+    mime_type: str
+    sha256: str = Field(description="hex SHA-256 of the stored bytes, as verified")
 
     def subject_parts(self) -> dict[str, str]:
         return {"lead": self.lead}

@@ -6,9 +6,9 @@ import httpx
 from fastapi import FastAPI
 
 from taskpilot.ingest import handlers
-from taskpilot.ingest.adapters import GraphApi, SendLedger
+from taskpilot.ingest.adapters import GraphApi, Obstore, SendLedger
 from taskpilot.ingest.api import webhook_router
-from taskpilot.ingest.service import SenderService, WebhookService
+from taskpilot.ingest.service import MediaService, SenderService, WebhookService
 from taskpilot.ingest.settings import IngestSettings
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.host import ServiceApp
@@ -28,7 +28,13 @@ async def create(settings: IngestSettings) -> ServiceApp:
         settings.send_max_attempts,
         settings.retry_scale,
     )
-    handlers.register(res.bus, sender, settings.send_max_attempts)
+    store = Obstore.from_url(settings.media_store(), allow_http=settings.media_store_allow_http)
+    keeper = MediaService(
+        res.bus, res.tenants, api, store, settings.media_max_bytes, settings.media_max_attempts
+    )
+    handlers.register(
+        res.bus, sender, keeper, settings.send_max_attempts, settings.media_max_attempts
+    )
     http = FastAPI(title="TaskPilot ingest", version="0.1.0")
     http.include_router(
         webhook_router(WebhookService(res.bus, res.tenants), settings.max_body_bytes)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from taskpilot.contracts import subjects
-from taskpilot.contracts.whatsapp import MarkMessageRead, SendWhatsAppMessage
-from taskpilot.ingest.service import SenderService
+from taskpilot.contracts.whatsapp import (
+    MarkMessageRead,
+    SendWhatsAppMessage,
+    WhatsAppMessageReceived,
+)
+from taskpilot.ingest.media import media_of
+from taskpilot.ingest.service import MediaService, SenderService
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, subscribe
+
+_PARTITIONING: subjects.Partitioning = subjects.WHATSAPP_IN.partitioning  # type: ignore[assignment]
 
 
 def sender_spec(max_attempts: int) -> ConsumerSpec:
@@ -27,6 +34,35 @@ MARK_READ = ConsumerSpec(
 )
 
 
-def register(bus: Bus, sender: SenderService, max_attempts: int) -> None:
-    subscribe(bus, sender_spec(max_attempts), SendWhatsAppMessage, sender.send)
+def media_spec(max_attempts: int) -> ConsumerSpec:
+    """Every inbound message of every partition (no order needed); only media is handled."""
+    return ConsumerSpec(
+        durable="ingest-media",
+        stream=subjects.WHATSAPP_IN,
+        filter_subject=_PARTITIONING.filter("*", "message"),
+        policy=ConsumerPolicy(max_deliver=max_attempts, ack_wait_s=60.0, workers=8),
+    )
+
+
+class MediaMessages:
+    """Parses inbound messages that carry media; any other is skipped (acked) unread."""
+
+    TYPE = WhatsAppMessageReceived.TYPE
+
+    def model_validate_json(self, data: bytes) -> WhatsAppMessageReceived | None:
+        if b'"media_id"' not in data:  # most messages are text: no need to parse them
+            return None
+        message = WhatsAppMessageReceived.model_validate_json(data)
+        return message if media_of(message) is not None else None
+
+
+def register(
+    bus: Bus,
+    sender: SenderService,
+    keeper: MediaService,
+    send_max_attempts: int,
+    media_max_attempts: int,
+) -> None:
+    subscribe(bus, sender_spec(send_max_attempts), SendWhatsAppMessage, sender.send)
     subscribe(bus, MARK_READ, MarkMessageRead, sender.mark_read)
+    subscribe(bus, media_spec(media_max_attempts), MediaMessages(), keeper.keep)

@@ -41,6 +41,29 @@ def text_message(sender: str, text: str, wamid: str | None = None) -> dict[str, 
     }
 
 
+def media_message(
+    sender: str,
+    kind: str,
+    media_id: str,
+    mime_type: str,
+    sha256: str | None = None,
+    wamid: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An image, audio, video, document or sticker message (``extra``: caption, filename,
+    voice, animated); ``sha256`` is base64, as webhooks carry it."""
+    media: dict[str, Any] = {"id": media_id, "mime_type": mime_type, **extra}
+    if sha256 is not None:
+        media["sha256"] = sha256
+    return {
+        "from": sender,
+        "id": wamid or new_wamid(),
+        "timestamp": str(int(time.time())),
+        "type": kind,
+        kind: media,
+    }
+
+
 def webhook(*values: dict[str, Any], waba_id: str = "102290129340398") -> dict[str, Any]:
     return {
         "object": "whatsapp_business_account",

@@ -1,9 +1,12 @@
-"""A local stand-in for Meta's Graph API send surface: the sandbox channel.
+"""A local stand-in for Meta's Graph API send and media surfaces: the sandbox channel.
 
 It speaks Meta's request and response format (``POST /{version}/{phone_number_id}/messages``,
 ``{"messages": [{"id": "wamid..."}]}``, error objects with ``code``), records every send so the
 chat terminal, the dashboard and the tests can see them, and can be told to fail with a given
-error code. ``python -m taskpilot.ingest.sandbox --port 8099`` runs it alone.
+error code. Media uploaded with ``POST /_sandbox/media`` is served the way Meta serves a lead's
+media: ``GET /{version}/{media_id}`` answers with a short-lived URL on the stand-in itself,
+which hands out the bytes only with the bearer token.
+``python -m taskpilot.ingest.sandbox --port 8099`` runs it alone.
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import os
+import secrets
 import time
-from collections import deque
-from typing import Any
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 ERROR_TITLES = {
@@ -47,6 +53,24 @@ class FailureRule(BaseModel):
     code: int
     times: int = 1
     phone_number_id: str | None = None
+    on: Literal["send", "media"] = Field(
+        default="send", description="fail sends, or media look-ups (GET /{version}/{media_id})"
+    )
+
+
+class UploadedMedia(BaseModel):
+    """What ``GET /{version}/{media_id}`` will say about an uploaded file."""
+
+    id: str
+    mime_type: str
+    sha256: str
+    file_size: int
+
+
+@dataclass
+class _Media:
+    info: UploadedMedia
+    data: bytes
 
 
 def meta_error(code: int, detail: str = "") -> JSONResponse:
@@ -96,8 +120,11 @@ def invalid_send(body: dict[str, Any]) -> str | None:
 class GraphSandbox:
     """In-memory state of the stand-in; one per app."""
 
-    def __init__(self, history: int = 100_000):
+    def __init__(self, history: int = 100_000, media_history: int = 1_000):
         self.sent: deque[SentMessage] = deque(maxlen=history)
+        self.media: OrderedDict[str, _Media] = OrderedDict()
+        self.media_history = media_history
+        self.downloads = 0
         self.read_marks: list[dict[str, Any]] = []
         self.failures: list[FailureRule] = []
         self.attempts = 0
@@ -105,9 +132,11 @@ class GraphSandbox:
         self._seq = 0
         self._changed = asyncio.Condition()
 
-    def next_failure(self, phone_number_id: str) -> int | None:
+    def next_failure(self, phone_number_id: str | None, on: str = "send") -> int | None:
         for rule in self.failures:
-            if rule.phone_number_id in (None, phone_number_id) and rule.times > 0:
+            if rule.on != on or rule.times <= 0:
+                continue
+            if phone_number_id is None or rule.phone_number_id in (None, phone_number_id):
                 rule.times -= 1
                 return rule.code
         return None
@@ -135,6 +164,20 @@ class GraphSandbox:
         async with self._changed:
             self._changed.notify_all()
         return message
+
+    def add_media(
+        self, data: bytes, mime_type: str, sha256: str | None, file_size: int | None
+    ) -> UploadedMedia:
+        info = UploadedMedia(
+            id=str(secrets.randbelow(9 * 10**15) + 10**15),  # Meta's media ids are 16 digits
+            mime_type=mime_type,
+            sha256=sha256 or hashlib.sha256(data).hexdigest(),
+            file_size=len(data) if file_size is None else file_size,
+        )
+        self.media[info.id] = _Media(info, data)
+        while len(self.media) > self.media_history:
+            self.media.popitem(last=False)
+        return info
 
     async def wait_for(self, after: int, to: str | None, timeout: float) -> list[SentMessage]:
         def matching() -> list[SentMessage]:
@@ -225,7 +268,34 @@ def create_app(sandbox: GraphSandbox | None = None) -> FastAPI:
 
     @app.get("/_sandbox/stats")
     async def stats() -> dict[str, int]:
-        return {"attempts": sandbox.attempts, "sent": len(sandbox.sent)}
+        return {
+            "attempts": sandbox.attempts,
+            "sent": len(sandbox.sent),
+            "media_downloads": sandbox.downloads,
+        }
+
+    @app.post("/_sandbox/media")
+    async def upload_media(
+        request: Request,
+        mime_type: str | None = None,
+        sha256: str | None = Query(None, description="advertise this sha256 instead (tests)"),
+        file_size: int | None = Query(None, description="advertise this size instead (tests)"),
+    ) -> UploadedMedia:
+        """Keep the raw body as a lead's media; its id goes into a webhook's ``image.id`` etc."""
+        data = await request.body()
+        kind = mime_type or request.headers.get("content-type") or "application/octet-stream"
+        return sandbox.add_media(data, kind, sha256, file_size)
+
+    @app.get("/whatsapp_business/attachments/", include_in_schema=False)
+    async def download_media(mid: str = "", authorization: str = Header(default="")) -> Response:
+        """The download URL handed out by the media look-up: bytes only with a bearer token."""
+        if not authorization.startswith("Bearer ") or len(authorization) <= 7:
+            return Response(status_code=401)
+        media = sandbox.media.get(mid)
+        if media is None:
+            return Response(status_code=404)
+        sandbox.downloads += 1
+        return Response(media.data, media_type=media.info.mime_type)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -234,6 +304,33 @@ def create_app(sandbox: GraphSandbox | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> dict[str, str]:
         return {"status": "ok"}
+
+    # Last: its two free segments would otherwise shadow every /_sandbox/... GET.
+    @app.get("/{version}/{media_id}")
+    async def media_url(
+        version: str, media_id: str, request: Request, authorization: str = Header(default="")
+    ) -> JSONResponse:
+        """Meta's media look-up: a URL valid for five minutes, the type, hash and size."""
+        if not authorization.startswith("Bearer ") or len(authorization) <= 7:
+            return meta_error(190, "missing or malformed access token")
+        code = sandbox.next_failure(None, on="media")
+        if code is not None:
+            return meta_error(code)
+        media = sandbox.media.get(media_id)
+        if media is None:
+            return meta_error(
+                100,
+                f"Unsupported get request. Object with ID '{media_id}' does not exist, "
+                "cannot be loaded due to missing permissions, or does not support this operation",
+            )
+        expires = int(time.time()) + 300
+        url = (
+            f"{str(request.base_url).rstrip('/')}/whatsapp_business/attachments/"
+            f"?mid={media_id}&ext={expires}&hash={secrets.token_urlsafe(16)}"
+        )
+        return JSONResponse(
+            {"url": url, **media.info.model_dump(), "messaging_product": "whatsapp"}
+        )
 
     return app
 

@@ -1,4 +1,4 @@
-"""Ingest use cases: accept a webhook, verify a subscription, send a reply."""
+"""Ingest use cases: accept a webhook, verify a subscription, send a reply, keep media."""
 
 from __future__ import annotations
 
@@ -14,11 +14,19 @@ from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.whatsapp import (
     MarkMessageRead,
     SendWhatsAppMessage,
+    WhatsAppMediaStored,
+    WhatsAppMessageReceived,
     WhatsAppMessageSent,
     WhatsAppSendFailed,
 )
-from taskpilot.ingest import domain
-from taskpilot.ingest.adapters import GraphApiError, SendLedger, WhatsAppApi
+from taskpilot.ingest import domain, media
+from taskpilot.ingest.adapters import (
+    GraphApiError,
+    ObjectStore,
+    SendLedger,
+    WhatsAppApi,
+    WhatsAppMedia,
+)
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import PermanentError, RetryLater, current_attempt
 from taskpilot.runtime.telemetry import tracer
@@ -33,6 +41,9 @@ WEBHOOK_UPDATES = Counter(
 )
 SENDS = Counter(
     "taskpilot_ingest_sends_total", "Graph API sends by outcome and code", ["outcome", "code"]
+)
+MEDIA = Counter(
+    "taskpilot_ingest_media_total", "Inbound media by kind and outcome", ["kind", "outcome"]
 )
 
 
@@ -203,3 +214,68 @@ class SenderService:
         )
         if domain.is_retryable(exc.code, exc.http_status):
             raise PermanentError(str(exc), reason="send_attempts_exhausted")
+
+
+class MediaService:
+    """Downloads the media of inbound messages through the Graph API, checks it and keeps it
+    in the object store, then announces it. Runs beside the webhook, never inside it."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        tenants: TenantDirectory,
+        api: WhatsAppMedia,
+        store: ObjectStore,
+        max_bytes: int,
+        max_attempts: int,
+    ):
+        self._bus = bus
+        self._tenants = tenants
+        self._api = api
+        self._store = store
+        self._max_bytes = max_bytes
+        self._max_attempts = max_attempts
+
+    async def keep(self, message: WhatsAppMessageReceived) -> None:
+        content = media.media_of(message)
+        if content is None:
+            return
+        tenant = await self._tenants.get(message.tenant_id)
+        token = tenant.secrets.access_token.get_secret_value()
+        limit = media.size_limit(content, self._max_bytes)
+        try:
+            info = await self._api.media_info(content.media_id, token)
+            media.check_declared_size(info, content, limit)
+            data = await self._api.download(info.url, token, limit)
+            digest = media.verify(data, info.sha256, content.sha256)
+        except GraphApiError as exc:
+            MEDIA.labels(kind=content.kind, outcome=f"graph_error_{exc.code}").inc()
+            if domain.is_retryable(exc.code, exc.http_status):
+                raise  # the consumer retries on its schedule, with a fresh URL each time
+            raise PermanentError(str(exc), reason="media_graph_error") from exc
+        except media.MediaTooLargeError as exc:
+            MEDIA.labels(kind=content.kind, outcome="too_large").inc()
+            raise PermanentError(str(exc), reason="media_too_large") from exc
+        except media.ChecksumMismatchError as exc:
+            MEDIA.labels(kind=content.kind, outcome="checksum_mismatch").inc()
+            if current_attempt() < self._max_attempts:  # a damaged transfer: read it again
+                raise
+            raise PermanentError(str(exc), reason="media_checksum_mismatch") from exc
+        key = media.object_key(message, content, info.mime_type)
+        await self._store.put(key, data, info.mime_type)
+        MEDIA.labels(kind=content.kind, outcome="stored").inc()
+        await self._bus.publish(
+            message.caused(
+                WhatsAppMediaStored,
+                wamid=message.wamid,
+                phone_number_id=message.phone_number_id,
+                lead=message.lead,
+                kind=content.kind,
+                media_id=content.media_id,
+                object_key=key,
+                size=len(data),
+                mime_type=info.mime_type,
+                sha256=digest,
+            ),
+            msg_id=f"media:{message.wamid}",
+        )

@@ -19,3 +19,15 @@ class IngestSettings(CommonSettings):
     send_max_attempts: int = 8
     retry_scale: float = 1.0
     """Multiplies every retry delay (Meta's 4^X included); below 1 only to speed up tests."""
+    media_store_url: str = ""
+    """Where inbound media is kept: empty for ``<TASKPILOT_DATA_DIR>/media``, ``file:///dir``,
+    or ``s3://bucket/prefix`` (endpoint and credentials from ``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``)."""
+    media_store_allow_http: bool = False
+    """Allow a plain-HTTP S3 endpoint (a store on the same host or network only)."""
+    media_max_bytes: int = 16 * 1024 * 1024
+    """Largest media kept, whatever Meta allows for its kind (documents go up to 100 MB)."""
+    media_max_attempts: int = 5
+
+    def media_store(self) -> str:
+        return self.media_store_url or f"file://{(self.data_dir / 'media').resolve()}"
