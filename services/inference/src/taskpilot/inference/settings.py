@@ -82,7 +82,7 @@ class InferenceSettings(CommonSettings):
     http_port: int = 8002
     knowledge_timeout_s: float = 2.0
     faq_similarity: float = Field(
-        default=0.90, description="Min cosine between a message and an FAQ question (level 1)"
+        default=0.91, description="Min cosine between a message and an FAQ question (level 1)"
     )
     intent_thresholds: dict[str, float] | None = Field(
         default=None, description="Override the trained model's per-intent confidences"

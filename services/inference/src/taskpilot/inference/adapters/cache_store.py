@@ -135,8 +135,9 @@ class MemoryCacheStore:
 def encode(entry: CachedAnswer) -> bytes:
     data: dict[str, Any] = asdict(entry)
     data["vector"] = base64.b64encode(np.asarray(entry.vector, np.float32).tobytes()).decode()
-    for name in ("numbers", "currencies", "plans", "actions"):
+    for name in ("numbers", "currencies", "plans", "actions", "asks", "stems"):
         data["signature"][name] = sorted(data["signature"][name])
+    data["signature"].pop("vocabulary", None)  # a query-side field
     return json.dumps(data, ensure_ascii=False).encode()
 
 
@@ -156,6 +157,8 @@ def decode(raw: bytes) -> CachedAnswer:
             plans=frozenset(sig["plans"]),
             actions=frozenset(sig["actions"]),
             negated=bool(sig["negated"]),
+            asks=frozenset(sig.get("asks", ())),
+            stems=frozenset(sig.get("stems", ())),
         ),
         text=data["text"],
         tier=data["tier"],

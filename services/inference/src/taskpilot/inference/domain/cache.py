@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,14 +93,49 @@ _PLANS = {
     "homme hommes uomo",
     "women": "women women's woman's woman mujer mujeres señora mulher mulheres damen "
     "damenschnitt femme femmes donna",
-    "monthly": "monthly month mensual mensal monatlich monat mensuel mensile",
-    "annual": "annual yearly year anual anuais jährlich jahr annuel annuale",
-    "weekly": "weekly week semanal wöchentlich hebdomadaire settimanale",
-    "daily": "daily day diario diaria diária täglich journalier giornaliero",
+    "monthly": "monthly month mensual mensal monatlich monat mensuel mensile mes mês mois mese",
+    "annual": "annual yearly year anual anuais jährlich jahr annuel annuale año ano an anno",
+    "weekly": "weekly week semanal wöchentlich hebdomadaire settimanale semana woche semaine "
+    "settimana",
+    "daily": "daily day diario diaria diária täglich journalier giornaliero día dia tag jour "
+    "giorno",
+    "city": "city ciudad cidade stadt ville città urbana",
+    "full": "full complete completa completo komplett complète",
     "unlimited": "unlimited ilimitado ilimitada unbegrenzt illimité illimitato",
     "ebike": "e-bike ebike electric eléctrica elétrica elektrisch électrique elettrica",
 }
 _PLAN_OF = {w: plan for plan, words in _PLANS.items() for w in words.split()}
+_PLAN_PREFIXES = (  # German compounds: Monatsabo, Jahresabo, Studentenabo, Tageskarte
+    ("monats", "monthly"),
+    ("jahres", "annual"),
+    ("wochen", "weekly"),
+    ("tages", "daily"),
+    ("studenten", "student"),
+    ("familien", "family"),
+    ("kinder", "kids"),
+    ("einzel", "single"),
+)
+_ASKS = {
+    "where": r"where|dónde|donde|onde|wo|wohin|où|dove",
+    "when": r"when|cuándo|cuando|quando|wann|quand|what time|a qué hora|que horas|"
+    r"um wie viel uhr|à quelle heure|a che ora|hours|horario|horário",
+    "price": r"how much|price|cost|charge|cuánto cuesta|cuánto vale|cuánto es|precio|quanto "
+    r"custa|quanto é|preço|was kostet|wie teuer|kostet|preis|combien coûte|prix|coûte|"
+    r"quanto costa|prezzo|cobráis|cobram",
+    "duration": r"how long|cuánto dura|cuánto tarda|dura|quanto tempo|demora|wie lange|dauert|"
+    r"combien de temps|dure|quanto dura",
+    "who": r"who|quién|quem|wer|qui|chi",
+}
+_ASK_OF = [(name, re.compile(rf"\b(?:{words})\b")) for name, words in _ASKS.items()]
+_GENERIC = frozenset(
+    "what when where which does have your with about there this that from much many cost "
+    "costs price prices charge much please could would need want like know tell also "
+    "cuánto cuanto cuesta cuestan precio precios tenéis tienen puedo quiero hacer vuestro "
+    "vuestra quanto custa custam preço preços vocês posso quero fazer kostet kosten preis "
+    "preise habt könnt kann möchte combien coûte prix vous avez pouvez quel quelle quanto "
+    "costa prezzo avete potete".split()
+)
+_INFO_INTENTS = frozenset({"faq", "pricing"})
 _ACTIONS = {
     "book": r"book|reserv|schedul|appointment|cita|marcar|marca|buch|termin|rendez|prenot",
     "cancel": r"cancel|anul|storn|absag|annul|disdic",
@@ -116,7 +152,8 @@ _LANG_WORDS = {
     "there any hi hello thanks please",
     "es": "el la los las es que qué cuánto cuanto para por tenéis tienen hay un una y mi me "
     "con dónde cuándo puedo abrís hola gracias está estáis vale precio",
-    "pt": "o os as é que quanto para por têm tem um uma e meu com onde quando posso vocês "
+    "pt": "o os as é que quanto custa custam qual para por têm tem um uma e meu com onde "
+    "quando posso vocês "
     "olá obrigado obrigada não está estão fazem preço",
     "de": "der die das ist ich und was wie kann habt ihr ein eine mit für wann wo nicht "
     "kostet gibt es hallo danke bitte",
@@ -173,7 +210,7 @@ class CacheScope:
 
 @dataclass(frozen=True)
 class Signature:
-    """The parts of a question that must be equal for one answer to serve both."""
+    """The parts of a question that must agree for one answer to serve both."""
 
     intent: str | None
     numbers: frozenset[str]
@@ -181,30 +218,77 @@ class Signature:
     plans: frozenset[str]
     actions: frozenset[str]
     negated: bool
+    asks: frozenset[str] = frozenset()
+    """What is asked: where, when, price, duration, who."""
+    stems: frozenset[str] = frozenset()
+    """Content words (5-letter stems), compared only where the tenant's knowledge uses them."""
+    vocabulary: frozenset[str] = frozenset()
+    """Query side only: stems of the knowledge retrieved for it (its products, plans, terms)."""
+
+    def key_fields(self) -> tuple[object, ...]:
+        return (
+            self.intent,
+            self.numbers,
+            self.currencies,
+            self.plans,
+            self.actions,
+            self.negated,
+            self.asks,
+        )
 
 
-def signature(text: str, intent: str | None) -> Signature:
-    norm = normalise(text)
-    words = _TOKEN.findall(norm)
-    numbers = {n.replace(",", ".") for n in _NUMBER.findall(norm)}
+def stems(text: str) -> frozenset[str]:
+    return frozenset(
+        w[:5] for w in _TOKEN.findall(normalise(text)) if len(w) >= 4 and w not in _GENERIC
+    )
+
+
+def cache_intent(intent: str | None) -> str | None:
+    """FAQ and pricing are one intent for the cache: both ask for the business's facts, and
+    the classifier splits paraphrases of one question between them."""
+    return "info" if intent in _INFO_INTENTS else intent
+
+
+def signature(text: str, intent: str | None, knowledge: str = "") -> Signature:
+    """``knowledge``: the text retrieved for the question; a word the two questions do not
+    share that the business's own knowledge uses (a service, a plan, a product) makes them
+    different questions."""
+    folded = unicodedata.normalize("NFC", text).casefold()
+    words = _TOKEN.findall(folded)
+    numbers = {n.replace(",", ".") for n in _NUMBER.findall(folded)}
     numbers |= {_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS}
-    currencies = {code for sym, code in _CURRENCIES.items() if not sym.isalpha() and sym in norm}
+    currencies = {code for sym, code in _CURRENCIES.items() if not sym.isalpha() and sym in folded}
     currencies |= {_CURRENCIES[w] for w in words if w in _CURRENCIES}
     plans = {_PLAN_OF[w] for w in words if w in _PLAN_OF}
+    plans |= {plan for w in words for prefix, plan in _PLAN_PREFIXES if w.startswith(prefix)}
     actions = {name for name, root in _ACTION_OF for w in words if root.match(w)}
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in words)
+    asks = {name for name, pattern in _ASK_OF if pattern.search(folded)}
     return Signature(
-        intent,
+        cache_intent(intent),
         frozenset(numbers),
         frozenset(currencies),
         frozenset(plans),
         frozenset(actions),
         negated,
+        frozenset(asks),
+        stems(text),
+        stems(knowledge),
     )
 
 
+def asks_the_same(message: str, question: str) -> bool:
+    """Whether a lead's message asks what a stored question (an FAQ's) asks: same numbers,
+    currency, plan, action, negation and kind of question. Intent is not compared (the FAQ
+    has none) and neither are content words."""
+    a, b = signature(message, None), signature(question, None)
+    return a.key_fields() == b.key_fields()
+
+
 def same_question(query: Signature, stored: Signature) -> bool:
-    return query == stored
+    if query.key_fields() != stored.key_fields():
+        return False
+    return not ((query.stems ^ stored.stems) & query.vocabulary)
 
 
 def personal_data(text: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Literal
 
 from taskpilot.contracts.inference import Citation, ReplySource, Tier
 from taskpilot.contracts.knowledge import KnowledgeHit
+from taskpilot.inference.domain.cache import asks_the_same
 from taskpilot.inference.domain.intents import IntentGuess
 from taskpilot.inference.domain.rules import level_zero
 from taskpilot.tenancy import BusinessProfile
@@ -28,9 +29,9 @@ NO_FAQ_INTENTS = frozenset({"human", "complaint", "complex"})
 
 @dataclass(frozen=True)
 class Thresholds:
-    faq_similarity: float = 0.90
+    faq_similarity: float = 0.91
     """Cosine (e5-small, compressed: unrelated 0.76-0.82) between the lead's message and the
-    FAQ's question."""
+    FAQ's question; the FAQ must also ask the same (numbers, plan, action, negation)."""
     intents: Mapping[str, float] = field(default_factory=dict)
     """Minimum classifier confidence per automatically answered intent; absent = never."""
 
@@ -89,7 +90,12 @@ def answer_locally(
         )
     faq = next((h for h in hits if h.kind == "faq" and h.answer), None)
     wants_more = guess is not None and guess.intent in NO_FAQ_INTENTS and limits.is_sure(guess)
-    if faq is not None and faq.score >= limits.faq_similarity and not wants_more:
+    if (
+        faq is not None
+        and faq.score >= limits.faq_similarity
+        and not wants_more
+        and asks_the_same(text, faq.title)
+    ):
         citation = Citation(id=faq.id, kind="faq", title=faq.title, score=faq.score)
         return Decision(faq.answer, "L1", "faq", "faq", faq.score, (citation,))
     if guess is None or not limits.is_sure(guess):
