@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
 from taskpilot.contracts.knowledge import (
     EraseLeadMemory,
@@ -17,7 +16,9 @@ from taskpilot.contracts.knowledge import (
     SearchKnowledge,
 )
 from taskpilot.knowledge.adapters import EdgeVectorStore
-from taskpilot.knowledge.domain import EmbeddingSpace, MemoryTurn
+from taskpilot.knowledge.domain import DocumentIn, EmbeddingSpace, MemoryTurn
+from taskpilot.knowledge.repository import SCHEMA
+from taskpilot.runtime.db import migrate, open_pool
 from taskpilot.runtime.testing import eventually
 from tests.integration.knowledge.conftest import (
     Announcements,
@@ -123,49 +124,53 @@ async def test_a_lead_remembers_its_own_turns_until_erased(knowledge: Knowledge)
 
 async def test_a_new_embedding_model_reindexes_every_tenant(
     knowledge: Knowledge,
-    knowledge_pool: AsyncConnectionPool,
+    fresh_database_url: str,
     tmp_path: Path,
     announcements: tuple[str, Announcements],
 ) -> None:
     tenant, seen = announcements
-    await knowledge.http.post(
-        f"/v1/tenants/{tenant}/faqs",
-        json={"question": "Do you sell gift cards?", "answer": "Yes, from 20 euros."},
-    )
-    upload = await knowledge.http.post(
-        f"/v1/tenants/{tenant}/documents",
-        params={"filename": "hours.md", "title": "Hours"},
-        content=b"# Hours\n\nWe open at nine and close at seven.\n",
-        headers={"content-type": "text/markdown"},
-    )
-    assert upload.status_code == 202
-    await knowledge.service.wait_for_jobs()
-    await knowledge.service.remember(
-        MemoryTurn(
-            tenant_id=tenant, lead_id="lead1", turn_id="t1", lead_text="hello", reply_text="hi"
-        )
-    )
-
+    other = knowledge.tenant()
+    pool = await open_pool(fresh_database_url, max_size=3)  # its own registry of tenants
+    await migrate(pool, "taskpilot.knowledge", SCHEMA)
     new_model = HashingEmbedder()
     new_store = EdgeVectorStore(
         tmp_path, "knowledge", EmbeddingSpace(new_model.name, new_model.dim)
     )
-    await new_store.open()
     try:
+        current = build(pool, knowledge.bus, knowledge.store, knowledge.embedder)
+        await current.add_faq(tenant, "Do you sell gift cards?", "Yes, from 20 euros.")
+        await current.add_faq(other, "Do you open on Sundays?", "No.")
+        await current.start_upload(
+            tenant,
+            DocumentIn(
+                filename="hours.md", data=b"# Hours\n\nWe open at nine and close at seven.\n"
+            ),
+        )
+        await current.wait_for_jobs()
+        await current.remember(
+            MemoryTurn(
+                tenant_id=tenant, lead_id="l1", turn_id="t1", lead_text="hi", reply_text="hey"
+            )
+        )
+        assert await current.reindex_stale_tenants() == []  # same model: nothing to do
+
+        await new_store.open()
         assert new_store.collection != knowledge.store.collection  # a new model, a new index
-        upgraded = build(knowledge_pool, knowledge.bus, new_store, new_model)
-        assert tenant in await upgraded.reindex_stale_tenants()
+        upgraded = build(pool, knowledge.bus, new_store, new_model)
+        assert await upgraded.reindex_stale_tenants() == sorted([tenant, other])
         assert await new_store.count(tenant) == 3  # FAQ, chunk, memory
+        assert await new_store.count(other) == 1
         result = await upgraded.search(
             SearchKnowledge(
                 tenant_id=tenant, correlation_id="c", query="gift cards", top_k=1, min_score=0
             )
         )
         assert result.embedding_model == new_model.name and result.hits[0].kind == "faq"
-        assert tenant not in await upgraded.reindex_stale_tenants()  # done once
+        assert await upgraded.reindex_stale_tenants() == []  # done once
         await eventually(
             lambda: _true(seen.events[-1:] != [] and seen.events[-1].change == "reindexed"),
             what="reindexed announced",
         )
     finally:
         await new_store.close()
+        await pool.close()
