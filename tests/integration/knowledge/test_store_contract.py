@@ -233,3 +233,29 @@ async def test_no_crafted_query_returns_another_tenants_point(store: VectorStore
         assert await store.search(query(lookalike, vec(1), "secret")) == []
     with pytest.raises(ValueError, match="tenant"):
         await store.search(query("", vec(1), "secret"))
+
+
+async def test_the_embedded_store_keeps_its_points_across_restarts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    directory = tmp_path_factory.mktemp("restart")
+    first = EdgeVectorStore(directory, "knowledge", SPACE)
+    await first.open()
+    await first.upsert([point("r", "r1", vec(8), "chunk", "kept across restarts")])
+    await first.close()
+
+    again = EdgeVectorStore(directory, "knowledge", SPACE)
+    await again.open()
+    try:
+        assert await ids(again, query("r", vec(8), "restarts")) == ["r1"]
+    finally:
+        await again.close()
+    # another model gets its own collection beside it; a changed dimension is refused
+    other = EdgeVectorStore(directory, "knowledge", EmbeddingSpace("other-model", DIM))
+    await other.open()
+    assert await other.count("r") == 0
+    await other.close()
+    (directory / SPACE.collection("knowledge") / "space.txt").write_text(f"{SPACE.model}\n32\n")
+    wrong = EdgeVectorStore(directory, "knowledge", SPACE)
+    with pytest.raises(EmbeddingMismatchError):
+        await wrong.open()
