@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from taskpilot.cli.dlq import add_dlq_parser
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="taskpilot", description="TaskPilot command line")
@@ -34,6 +36,16 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--subject", default="local-user", help="who (shown as the agent)")
     token.add_argument("--ttl", default="12h", help="lifetime, e.g. 30m, 12h, 7d")
     token.add_argument("--url", action="store_true", help="print the dashboard sign-in URL")
+    add_dlq_parser(commands)
+    lifecycle = commands.add_parser("lifecycle", help="archive, restore, retention")
+    lifecycle.add_argument("action", choices=["archive", "restore", "retention"])
+    lifecycle.add_argument("--tenant", help="one tenant (default: every tenant)")
+    lifecycle.add_argument("--lead", help="restore: the lead's WhatsApp id")
+    lifecycle.add_argument("--conversation", help="restore: the conversation id")
+    lifecycle.add_argument("--batch", type=int, default=100, help="conversations per step")
+    lifecycle.add_argument(
+        "--days-ahead", type=float, default=0.0, help="act as if this many days later (tests)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "dev":
@@ -63,6 +75,23 @@ def main(argv: list[str] | None = None) -> None:
         from taskpilot.cli.projections import rebuild
 
         raise SystemExit(asyncio.run(rebuild(args.compare)))
+    elif args.command == "lifecycle":
+        import asyncio
+
+        from taskpilot.cli.lifecycle import run as run_lifecycle
+
+        raise SystemExit(
+            asyncio.run(
+                run_lifecycle(
+                    args.action,
+                    args.tenant,
+                    args.lead,
+                    args.conversation,
+                    args.batch,
+                    args.days_ahead,
+                )
+            )
+        )
     elif args.command == "token":
         from taskpilot.cli.tokens import token as issue
 
@@ -70,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.tenant is None and "operator" not in roles:
             parser.error("--tenant is required unless --role operator")
         print(issue(args.data_dir.resolve(), args.tenant, roles, args.subject, args.ttl, args.url))
+    elif args.command == "dlq":
+        from taskpilot.cli.dlq import run_dlq
+
+        raise SystemExit(run_dlq(args))
 
 
 if __name__ == "__main__":

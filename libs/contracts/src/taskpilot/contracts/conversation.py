@@ -6,6 +6,7 @@ stream alone. Each carries ``conversation_id`` and the ``lead``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -167,6 +168,63 @@ class LeadErased(ConversationEvent):
     details: dict[str, Any] = {}
 
 
+class ConversationArchived(ConversationEvent):
+    """The conversation's events moved to cold storage (hot store and detail rows may go).
+
+    ``counts`` are its stored events by type at archive time: read models keep their totals
+    (archiving changes no number) and may drop per-message rows. ``sequence`` is the last
+    archived version; a restore brings exactly these events back, without republishing them.
+    """
+
+    EVENT: ClassVar[str] = "archived"
+
+    archive_key: str
+    sha256: str
+    events: int
+    counts: dict[str, int] = {}
+
+
+class ConversationRestored(ConversationEvent):
+    """An archived conversation is back in the hot store (a new message or an operator).
+
+    Its events are not relayed again: read models must not count anything for it.
+    """
+
+    EVENT: ClassVar[str] = "restored"
+
+    reason: str
+    events: int
+
+
+class ConversationContentRedacted(ConversationEvent):
+    """Retention removed message content older than ``before`` (hot store and archive).
+
+    Read models drop text they hold for this conversation up to ``before``; metrics stay.
+    """
+
+    EVENT: ClassVar[str] = "content_redacted"
+
+    before: datetime
+    events_redacted: int
+    archived: bool = False
+
+
+TENANT_LEAD = "_tenant"
+"""The ``lead`` of tenant-wide lifecycle events (no lead is involved)."""
+
+
+class RetentionApplied(ConversationEvent):
+    """One run of a tenant's retention rules. ``lead`` is :data:`TENANT_LEAD` and
+    ``conversation_id`` the run's id: it concerns the tenant, not a conversation."""
+
+    EVENT: ClassVar[str] = "retention_applied"
+
+    rules: dict[str, Any]
+    conversations_redacted: int
+    events_redacted: int
+    archives_rewritten: int
+
+
 CONVERSATION_EVENTS: tuple[type[ConversationEvent], ...] = (
     LeadMessageReceived,
     ReplyRequested,
@@ -184,4 +242,8 @@ CONVERSATION_EVENTS: tuple[type[ConversationEvent], ...] = (
     BotResumed,
     PaymentConfirmed,
     LeadErased,
+    ConversationArchived,
+    ConversationRestored,
+    ConversationContentRedacted,
+    RetentionApplied,
 )

@@ -56,6 +56,20 @@ class BusinessProfile(BaseModel):
         ),
     )
 
+    archive_after_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Archive a conversation idle this long (None: the service's default)",
+    )
+    message_content_days: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Retention: delete message content older than this, in the hot store and the "
+            "archive, keeping anonymised metrics (None: keep content)"
+        ),
+    )
+
     def render(self, template: str) -> str:
         return template.replace("{name}", self.name)
 
@@ -124,6 +138,12 @@ class TenantDirectory:
         tenant = await self._load(tenant_id)
         self._by_id[tenant_id] = (time.monotonic() + self._ttl, tenant)
         return tenant
+
+    async def ids(self) -> list[str]:
+        """Every tenant's id (for jobs that visit each tenant)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT id FROM tenants ORDER BY id")
+            return [row[0] for row in await cur.fetchall()]
 
     async def tenant_for_number(self, phone_number_id: str) -> str | None:
         cached = self._by_number.get(phone_number_id)

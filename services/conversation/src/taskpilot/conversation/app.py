@@ -14,6 +14,7 @@ from taskpilot.conversation.api import conversations_router
 from taskpilot.conversation.committer import GroupCommitter
 from taskpilot.conversation.domain import Conversation
 from taskpilot.conversation.gdpr import Gdpr
+from taskpilot.conversation.lifecycle import open_lifecycle
 from taskpilot.conversation.relay import Relay
 from taskpilot.conversation.settings import ConversationSettings
 from taskpilot.conversation.timers import TimerLoop
@@ -60,8 +61,12 @@ async def create(settings: ConversationSettings) -> ServiceApp:
         loop.call_soon_threadsafe(relay.wake)
 
     app.on_saved = wake_relay
+    lifecycle = await open_lifecycle(app, res.pool, res.tenants, res.bus, settings)
+    gdpr.archives = lifecycle
     committer = GroupCommitter(app)
-    handlers.register(res.bus, app, committer, res.tenants, settings.partitions)
+    handlers.register(
+        res.bus, app, committer, res.tenants, settings.partitions, lifecycle.ensure_hot
+    )
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
     http.include_router(conversations_router(app, gdpr))
     add_ops_routes(http, "conversation", res.readiness())

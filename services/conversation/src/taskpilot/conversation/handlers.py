@@ -73,25 +73,32 @@ def _committed(
     return handle
 
 
+async def _always_hot(tenant_id: str, lead: str) -> bool:
+    return False
+
+
 def register(
     bus: Bus,
     app: Conversations,
     committer: GroupCommitter,
     tenants: TenantDirectory,
     partitions: list[int],
+    ensure_hot: Callable[[str, str], Awaitable[bool]] = _always_hot,
 ) -> None:
     async def when_reply_generated(reply: ReplyGenerated) -> None:
         profile = (await tenants.get(reply.tenant_id)).profile
         holding = profile.render(profile.handoff_message)
         await committer.run(app.compose_change(reply, holding))
 
+    received = _committed(committer, app.receive_change)
+
+    async def when_message_received(message: WhatsAppMessageReceived) -> None:
+        # An archived lead writes again: bring the history back before deciding on it.
+        await ensure_hot(message.tenant_id, message.lead)
+        await received(message)
+
     for partition in partitions:
-        subscribe(
-            bus,
-            inbound_spec(partition),
-            WhatsAppMessageReceived,
-            _committed(committer, app.receive_change),
-        )
+        subscribe(bus, inbound_spec(partition), WhatsAppMessageReceived, when_message_received)
     # A status of a message no conversation sent (e.g. sent from Meta's own tools) is fine.
     subscribe(
         bus,

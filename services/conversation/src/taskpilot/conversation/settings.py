@@ -18,3 +18,11 @@ class ConversationSettings(CommonSettings):
     a turn still open when the next message comes is superseded either way)."""
     turn_deadline_s: float = 30.0
     """Without a reply from inference (and tools) by then: holding reply and handoff."""
+    archive_url: str = ""
+    """Where archived conversations go: a directory or ``file://`` URL, ``s3://bucket/prefix``
+    (obstore; credentials from ``AWS_*``). Empty: ``<TASKPILOT_DATA_DIR>/archive``."""
+    archive_after_days: int = 90
+    """Default idle time before a conversation is archived (a tenant's profile may override)."""
+
+    def archive_location(self) -> str:
+        return self.archive_url or str((self.data_dir / "archive").resolve())
