@@ -3,6 +3,7 @@ holding reply when nothing else is right. No network."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -209,3 +210,16 @@ async def test_the_hand_off_tool_hands_off_with_its_reason(model: ScriptedChatMo
     assert (outcome.decision.tier, outcome.decision.handoff) == ("L2", True)
     assert outcome.decision.handoff_reason == "wants a custom frame"
     assert outcome.tool_calls == []
+
+
+async def test_models_slower_than_the_deadline_get_the_holding_reply() -> None:
+    class Stuck(ScriptedChatModel):
+        async def complete(self, request):  # type: ignore[no-untyped-def]
+            await asyncio.Event().wait()  # never answers
+
+    outcome = await Cascade(Stuck(), deadline_s=0.05).answer(turn(), "L2", Allowance())
+
+    assert (outcome.decision.text, outcome.decision.handoff_reason) == (
+        HOLDING,
+        "the models were too slow",
+    )

@@ -35,7 +35,7 @@ def build_cascade(config: ModelsConfig) -> Cascade | None:
 
     model = LiteLLMChatModel(config)
     log.info("models configured for tiers %s", sorted(model.tiers))
-    return Cascade(model, config.max_tokens)
+    return Cascade(model, config.max_tokens, config.deadline_s)
 
 
 def budget_lookup(settings: InferenceSettings) -> Callable[[str], Budget | None]:

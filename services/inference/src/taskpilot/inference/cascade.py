@@ -7,6 +7,7 @@ that fails its checks at the last allowed tier ends in the tenant's holding repl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -78,12 +79,26 @@ class _Escalate:
 
 
 class Cascade:
-    def __init__(self, model: ChatModel, max_tokens: int = 400):
+    def __init__(self, model: ChatModel, max_tokens: int = 400, deadline_s: float = 20.0):
         self._model = model
         self._max_tokens = max_tokens
+        self._deadline_s = deadline_s
+        """Inside the conversation's turn deadline (30 s), so the lead hears from us first."""
 
     async def answer(self, turn: Turn, first: ModelTier, allowance: Allowance) -> Outcome:
         outcome = Outcome(hand_off(turn.profile, turn.guess, "no model answered"))
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                return await self._climb(turn, first, allowance, outcome)
+        except TimeoutError:
+            MODEL_FAILURES.labels(error="deadline").inc()
+            log.warning("models too slow for %s: holding reply", turn.tenant_id)
+            outcome.decision = hand_off(turn.profile, turn.guess, "the models were too slow")
+            return outcome
+
+    async def _climb(
+        self, turn: Turn, first: ModelTier, allowance: Allowance, outcome: Outcome
+    ) -> Outcome:
         tier: ModelTier | None = first
         tried: set[str] = set()
         schemas = toolspec.schemas(turn.offered_tools)

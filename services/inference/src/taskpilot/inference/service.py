@@ -124,7 +124,9 @@ class InferenceService:
         scope = self._scope(ctx)
         if scope is None or command.round > 0 or command.tool_results:
             return await self._generate(ctx, allowance, scope), False
-        signature = cache.signature(command.text, ctx.guess.intent if ctx.guess else None)
+        signature = cache.signature(
+            command.text, ctx.guess.intent if ctx.guess else None, _knowledge_text(ctx.hits)
+        )
         hit = await self._lookup(scope, ctx.vector, signature)
         if hit is not None:
             return _from_cache(hit, ctx.guess), True
@@ -321,6 +323,10 @@ def _from_cache(entry: cache.CachedAnswer, guess: IntentGuess | None) -> Outcome
         tuple(Citation.model_validate(c) for c in entry.citations),
     )
     return Outcome(decision, model=entry.model)
+
+
+def _knowledge_text(hits: list[KnowledgeHit]) -> str:
+    return " ".join(f"{h.title} {h.text} {h.answer or ''}" for h in hits)
 
 
 def _local_now(timezone: str) -> str:

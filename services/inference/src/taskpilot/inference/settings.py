@@ -51,8 +51,11 @@ class ModelsConfig(BaseModel):
         description="Group -> groups to try when it fails (premium ones skipped near the cap)",
     )
     context_window_fallbacks: dict[str, list[str]] = {}
-    num_retries: int = 2
-    timeout_s: float = 12.0
+    num_retries: int = 1
+    timeout_s: float = 8.0
+    deadline_s: float = Field(
+        default=20.0, description="Whole cascade; inside the conversation's 30 s turn deadline"
+    )
     retry_after_s: float = 0.0
     cooldown_s: float = 30.0
     allowed_fails: int = 3

@@ -60,22 +60,30 @@ class CacheStore(Protocol):
 
 @dataclass
 class _ScopeIndex:
+    """One scope's entries and their vectors as one matrix, kept in step on every change (a
+    lookup is one matrix-vector product, never a rebuild)."""
+
     entries: list[CachedAnswer] = field(default_factory=list)
-    matrix: np.ndarray | None = None
+    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
     def upsert(self, entry: CachedAnswer) -> None:
-        self.entries = [e for e in self.entries if e.id != entry.id] + [entry]
-        self.matrix = None
+        row = np.asarray(entry.vector, dtype=np.float32)
+        for i, existing in enumerate(self.entries):
+            if existing.id == entry.id:
+                self.entries[i] = entry
+                self.matrix[i] = row
+                return
+        self.entries.append(entry)
+        self.matrix = row[None, :] if not self.matrix.size else np.vstack([self.matrix, row])
 
     def remove(self, entry_id: str) -> bool:
-        before = len(self.entries)
-        self.entries = [e for e in self.entries if e.id != entry_id]
-        self.matrix = None
-        return len(self.entries) != before
+        keep = [i for i, e in enumerate(self.entries) if e.id != entry_id]
+        removed = len(keep) != len(self.entries)
+        self.entries = [self.entries[i] for i in keep]
+        self.matrix = self.matrix[keep] if keep else np.zeros((0, 0), dtype=np.float32)
+        return removed
 
     def similarities(self, vector: np.ndarray) -> np.ndarray:
-        if self.matrix is None:
-            self.matrix = np.array([e.vector for e in self.entries], dtype=np.float32)
         return self.matrix @ vector.astype(np.float32)
 
 

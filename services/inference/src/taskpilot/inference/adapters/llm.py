@@ -245,11 +245,13 @@ class LiteLLMChatModel:
             for c in (message.tool_calls or [])
         )
         usage = getattr(response, "usage", None)
-        try:
-            cost = float(self._litellm.completion_cost(completion_response=response))
-        except Exception as exc:  # a model with no price: account tokens, warn once per call
-            log.warning("no price for %s (%r): cost counted as 0", response.model, exc)
-            cost = 0.0
+        cost = hidden.get("response_cost")  # the Router prices every answer already
+        if cost is None:
+            try:
+                cost = self._litellm.completion_cost(completion_response=response)
+            except Exception as exc:  # a model with no price: account tokens, warn per call
+                log.warning("no price for %s (%r): cost counted as 0", response.model, exc)
+                cost = 0.0
         return ChatResult(
             content=message.content,
             tool_calls=calls,
@@ -257,7 +259,7 @@ class LiteLLMChatModel:
             tier=self._tier_of_group.get(group, "L2"),
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            cost_usd=cost,
+            cost_usd=float(cost),
         )
 
     async def close(self) -> None:
