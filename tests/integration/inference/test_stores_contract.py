@@ -209,3 +209,12 @@ async def test_concurrent_additions_are_never_lost_and_each_sees_a_distinct_tota
 
     assert (await ledger.spent("t-aurora", "2026-11")).usd == 20.0
     assert sorted(after.usd for _, after in results) == [float(n) for n in range(1, 21)]
+
+
+async def test_expired_entries_are_forgotten_when_their_scope_gets_a_new_one(
+    store: CacheStore,
+) -> None:
+    await store.put(entry("how much is a haircut", vector(0), ttl=-1.0))
+    await store.put(entry("where are you", vector(1)))
+
+    assert len(store) == 1  # type: ignore[arg-type]

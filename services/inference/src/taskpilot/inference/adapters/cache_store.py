@@ -112,7 +112,10 @@ class MemoryCacheStore:
         self.add(entry)
 
     def add(self, entry: CachedAnswer) -> None:
-        self._scopes.setdefault(entry.scope, _ScopeIndex()).upsert(entry)
+        index = self._scopes.setdefault(entry.scope, _ScopeIndex())
+        for expired in [e.id for e in index.entries if e.expires_at <= entry.created_at]:
+            index.remove(expired)  # the bucket's TTL drops them silently: forget them here
+        index.upsert(entry)
 
     def remove(self, scope: CacheScope, entry_id: str) -> None:
         index = self._scopes.get(scope)
