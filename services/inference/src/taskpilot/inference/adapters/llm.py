@@ -98,7 +98,7 @@ _import_lock = threading.Lock()
 def import_litellm() -> ModuleType:
     """The litellm module, imported once per process with the local cost map."""
     with _import_lock:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch the price map
         import litellm
 
         litellm.suppress_debug_info = True
