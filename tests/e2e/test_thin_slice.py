@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
 import pytest
 
+from taskpilot.analytics.auth import LocalIssuer
 from taskpilot.cli import demo
 from taskpilot.contracts import subjects
 from taskpilot.conversation.domain import conversation_id
@@ -42,12 +44,20 @@ async def sends_to(client: httpx.AsyncClient, system: System, lead: str) -> list
     return list(response.json())
 
 
+def analytics_auth(system: System) -> dict[str, str]:
+    """A dashboard token of the demo tenant, from the analytics process's local issuer."""
+    issuer = LocalIssuer.in_data_dir(Path(system.processes["analytics"].env["TASKPILOT_DATA_DIR"]))
+    token = issuer.issue(tenant_id=demo.DEMO_TENANT, roles=["owner"], subject="e2e")
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def conversation_of(
     client: httpx.AsyncClient, system: System, lead: str
 ) -> dict[str, Any] | None:
     conv = conversation_id(demo.DEMO_TENANT, lead)
     response = await client.get(
-        f"{system.url('analytics')}/v1/tenants/{demo.DEMO_TENANT}/conversations/{conv}"
+        f"{system.url('analytics')}/v1/tenants/{demo.DEMO_TENANT}/conversations/{conv}",
+        headers=analytics_auth(system),
     )
     return response.json() if response.status_code == 200 else None
 
@@ -168,7 +178,8 @@ async def test_malformed_and_unroutable_webhooks_are_dead_lettered_and_visible(
 
         async def letters() -> dict[str, dict[str, Any]] | None:
             response = await client.get(
-                f"{system.url('analytics')}/v1/tenants/{demo.DEMO_TENANT}/dead-letters"
+                f"{system.url('analytics')}/v1/tenants/{demo.DEMO_TENANT}/dead-letters",
+                headers=analytics_auth(system),
             )
             mine = {d["reason"]: d for d in response.json() if marker in d["payload"]}
             return mine if len(mine) == 2 else None

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from taskpilot.analytics.auth import LocalIssuer
 from taskpilot.conversation.domain import conversation_id
 from taskpilot.ingest.meta import signed, text_webhook
 
@@ -26,11 +27,19 @@ def load_dev(data_dir: Path) -> dict[str, str]:
     return dict(json.loads(path.read_text()))
 
 
-def origin_of(client: httpx.Client, dev: dict[str, str], lead: str, text: str) -> str:
+def dashboard_token(data_dir: Path, tenant: str) -> str:
+    """An agent's token from the local issuer (the dashboard API needs one)."""
+    issuer = LocalIssuer.in_data_dir(data_dir)
+    return issuer.issue(tenant_id=tenant, roles=["agent"], subject="taskpilot-chat", ttl_s=3600)
+
+
+def origin_of(
+    client: httpx.Client, dev: dict[str, str], lead: str, text: str, token: str = ""
+) -> str:
     conv = conversation_id(dev["tenant"], lead)
     url = f"{dev['analytics']}/v1/tenants/{dev['tenant']}/conversations/{conv}"
     for _ in range(50):
-        response = client.get(url)
+        response = client.get(url, headers={"Authorization": f"Bearer {token}"})
         if response.status_code == 200:
             outs = [
                 m
@@ -49,6 +58,7 @@ def chat(data_dir: Path, lead: str | None, once: str | None = None) -> None:
     dev = load_dev(data_dir)
     lead = lead or f"3460{random.randint(1000000, 9999999)}"  # noqa: S311 (not security)
     print(f"You are lead +{lead} writing to tenant '{dev['tenant']}'. Empty line or Ctrl-D quits.")
+    token = dashboard_token(data_dir, dev["tenant"])
     with httpx.Client(timeout=40) as client:
         last = max(
             (m["seq"] for m in client.get(f"{dev['sandbox']}/_sandbox/messages").json()), default=0
@@ -80,6 +90,6 @@ def chat(data_dir: Path, lead: str | None, once: str | None = None) -> None:
                 for message in sent:
                     last = max(last, message["seq"])
                     print(f"bot> {message['text']}")
-                    print(f"     [{origin_of(client, dev, lead, message['text'])}]")
+                    print(f"     [{origin_of(client, dev, lead, message['text'], token)}]")
         except (EOFError, KeyboardInterrupt):
             print()

@@ -1,0 +1,135 @@
+"""The dashboard API (FastAPI) and the web dashboard's static files.
+
+Named exceptions become HTTP statuses here, and only here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from taskpilot.analytics.api.dashboard import dashboard_router, me_router
+from taskpilot.analytics.api.dead_letters import dead_letters_router
+from taskpilot.analytics.api.gateway import conversation_router, knowledge_router, sandbox_router
+from taskpilot.analytics.api.onboarding import onboarding_router
+from taskpilot.analytics.api.security import Guard
+from taskpilot.analytics.auth import LocalIssuer, TokenVerifier
+from taskpilot.analytics.domain import ForbiddenError, NotAuthenticatedError, NotReplayableError
+from taskpilot.analytics.live import ChangeFeed
+from taskpilot.analytics.onboarding import NumberTakenError, Onboarding, TenantExistsError
+from taskpilot.analytics.sandbox import NoNumberError, Sandbox
+from taskpilot.analytics.service import (
+    BadCursorError,
+    ConversationNotFoundError,
+    Dashboard,
+    DeadLetterClosedError,
+    DeadLetterNotFoundError,
+    DeadLetters,
+)
+from taskpilot.analytics.upstreams import Upstreams, UpstreamUnavailableError
+from taskpilot.runtime.bus import PublishError
+from taskpilot.tenancy import UnknownTenantError
+
+STATUSES: dict[type[Exception], int] = {
+    NotAuthenticatedError: 401,
+    ForbiddenError: 403,
+    ConversationNotFoundError: 404,
+    DeadLetterNotFoundError: 404,
+    UnknownTenantError: 404,
+    BadCursorError: 400,
+    TenantExistsError: 409,
+    NumberTakenError: 409,
+    DeadLetterClosedError: 409,
+    NotReplayableError: 409,
+    NoNumberError: 409,
+    UpstreamUnavailableError: 502,
+    PublishError: 503,
+}
+MESSAGES: dict[type[Exception], str] = {
+    ConversationNotFoundError: "no such conversation",
+    DeadLetterNotFoundError: "no such dead letter",
+    UnknownTenantError: "no such tenant",
+    TenantExistsError: "the tenant exists already",
+    NumberTakenError: "this WhatsApp number is connected to another tenant",
+    NoNumberError: "connect a WhatsApp number first (any made-up id works in the sandbox)",
+}
+
+
+@dataclass
+class UseCases:
+    dashboard: Dashboard
+    dead_letters: DeadLetters
+    onboarding: Onboarding
+    sandbox: Sandbox
+    upstreams: Upstreams
+    feed: ChangeFeed
+
+
+def build_http(use: UseCases, verifier: TokenVerifier, local: LocalIssuer | None) -> FastAPI:
+    http = FastAPI(
+        title="TaskPilot dashboard API",
+        version="1.0.0",
+        description="Every route needs a bearer JWT (OIDC provider or the local issuer: "
+        "`taskpilot token --tenant demo --role owner`) whose tenant matches the path; "
+        "operators may act on any tenant.",
+    )
+    add_exception_handlers(http)
+    guard = Guard(verifier)
+    http.include_router(me_router(guard))
+    http.include_router(onboarding_router(use.onboarding, use.upstreams, guard))
+    http.include_router(dashboard_router(use.dashboard, use.feed, guard))
+    http.include_router(conversation_router(use.upstreams, guard))
+    http.include_router(dead_letters_router(use.dead_letters, guard))
+    http.include_router(knowledge_router(use.upstreams, guard))
+    http.include_router(sandbox_router(use.sandbox, guard))
+
+    @http.get("/v1/auth/config", tags=["auth"])
+    async def auth_config() -> dict[str, Any]:
+        """Public: how the web dashboard signs people in, and what this installation offers."""
+        return {"local_issuer": local is not None, "sandbox": use.sandbox.enabled}
+
+    if local is not None:
+
+        @http.get("/.well-known/jwks.json", tags=["auth"])
+        async def jwks() -> dict[str, Any]:
+            """The local issuer's public key."""
+            return local.jwks()
+
+    return http
+
+
+def add_exception_handlers(http: FastAPI) -> None:
+    for error, status in STATUSES.items():
+
+        async def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:
+            detail = MESSAGES.get(type(exc)) or str(exc) or type(exc).__name__
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+        http.add_exception_handler(error, handler)
+
+
+NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>TaskPilot</title>
+<body style="font-family:system-ui;max-width:40rem;margin:3rem auto;line-height:1.5">
+<h1>TaskPilot dashboard API</h1>
+<p>The web dashboard is not built. It needs <a href="https://nodejs.org/">Node.js</a> 20 or
+newer: install it (e.g. <code>apt-get install nodejs npm</code>, or from nodejs.org), then run
+<code>make web</code> (<code>make run</code> builds it too when Node.js is present).</p>
+<p>The API works without it: see <a href="/docs">/docs</a>. Get a token with
+<code>taskpilot token --tenant demo --role owner</code>.</p></body>"""
+
+
+def mount_web(http: FastAPI, web_dir: Path | None) -> None:
+    """Serve the built dashboard at ``/`` (after every other route: the mount takes the rest)."""
+    if web_dir is not None and (web_dir / "index.html").is_file():
+        http.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
+        return
+
+    @http.get("/", include_in_schema=False)
+    async def not_built() -> HTMLResponse:
+        return HTMLResponse(NOT_BUILT)
