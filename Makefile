@@ -54,3 +54,20 @@ clean:  ## remove the embedded default's data (.taskpilot) and caches
 .PHONY: validate-deploy
 validate-deploy:  ## check Dockerfile, compose, Helm chart and dashboard offline (tools in .tools/deploy)
 	bash deploy/validate.sh
+
+# -- the web dashboard (web/): built when Node.js is present; the API works without it ---------
+WEB_SOURCES := $(shell find web/src web/index.html web/vite.config.ts web/tsconfig.json web/package.json web/package-lock.json -type f 2>/dev/null)
+
+.PHONY: web
+web: web/dist/index.html  ## build the web dashboard into web/dist (needs Node.js 20+ and npm)
+
+web/dist/index.html: $(WEB_SOURCES)
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } \
+	  && npm run build; \
+	else \
+	  echo "Node.js (npm) not found: the web dashboard is not built; the dashboard API works without it."; \
+	  echo "To get the dashboard, install Node.js 20 or newer (https://nodejs.org/, or: apt-get install nodejs npm), then run: make web"; \
+	fi
+
+run: web

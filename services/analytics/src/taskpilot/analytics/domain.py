@@ -147,7 +147,10 @@ def ratio(part: float | None, whole: float | None) -> float | None:
 
 
 def figures(raw: dict[str, Any]) -> dict[str, Any]:
-    """The dashboard's derived figures from the raw totals of a period."""
+    """The dashboard's derived figures from the raw totals of a period.
+
+    Resolved: the assistant replied and no human came in (neither a handoff by the assistant
+    nor a takeover by a person). Handoff rate: the share the assistant handed to a human."""
     cost = raw["cost_usd"] or 0.0
     return {
         "resolution_rate": ratio(raw["resolved"], raw["conversations"]),

@@ -94,6 +94,7 @@ class Dashboard:
             "conversations": cohort["conversations"],
             "resolved": cohort["resolved"],
             "handed_off": cohort["handed_off"],
+            "taken_over": cohort["taken_over"],
             "messages_in": replies["messages_in"],
             "bot_replies": replies["bot_replies"],
             "human_replies": replies["human_replies"],

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from taskpilot.analytics.api.dashboard import dashboard_router, me_router
 from taskpilot.analytics.api.dead_letters import dead_letters_router
@@ -124,12 +125,24 @@ newer: install it (e.g. <code>apt-get install nodejs npm</code>, or from nodejs.
 <code>taskpilot token --tenant demo --role owner</code>.</p></body>"""
 
 
-def mount_web(http: FastAPI, web_dir: Path | None) -> None:
-    """Serve the built dashboard at ``/`` (after every other route: the mount takes the rest)."""
-    if web_dir is not None and (web_dir / "index.html").is_file():
-        http.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
-        return
+class WebFiles:
+    """The built dashboard, looked up per request (a build made after start is served), or a
+    page that says how to build it."""
 
-    @http.get("/", include_in_schema=False)
-    async def not_built() -> HTMLResponse:
-        return HTMLResponse(NOT_BUILT)
+    def __init__(self, directory: Path | None):
+        self._directory = directory
+        self._static: StaticFiles | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._directory is not None and (self._directory / "index.html").is_file():
+            if self._static is None:
+                self._static = StaticFiles(directory=self._directory, html=True)
+            await self._static(scope, receive, send)
+            return
+        status = 200 if scope.get("path") in ("", "/") else 404
+        await HTMLResponse(NOT_BUILT, status_code=status)(scope, receive, send)
+
+
+def mount_web(http: FastAPI, web_dir: Path | None) -> None:
+    """Serve the dashboard at ``/`` (after every other route: the mount takes the rest)."""
+    http.mount("/", WebFiles(web_dir), name="web")

@@ -38,6 +38,7 @@ STATUS_RANK = (
     "WHEN 'sent' THEN 1 ELSE 0 END"
 )
 
+HANDOFF_BY = ("assistant", "system")
 CONVERSATION_TYPES = [t.TYPE for t in ev.CONVERSATION_EVENTS]
 
 Projection = Callable[[AsyncConnection, Any], Awaitable[None]]
@@ -308,11 +309,16 @@ async def _window_closed(conn: AsyncConnection, e: ev.WindowClosed) -> None:
 
 
 async def _handed_off(conn: AsyncConnection, e: ev.ConversationHandedOff) -> None:
+    # The assistant (or the system) handing off is a handoff; a person taking the
+    # conversation of their own accord is a takeover. Both put a human in charge.
     await _conversation(conn, e)
+    by_assistant = e.by in HANDOFF_BY
     await conn.execute(
-        """UPDATE analytics_conversations SET status = 'human', handoffs = handoffs + 1,
-             handoff_reason = %s WHERE conversation_id = %s""",
-        (e.reason, e.conversation_id),
+        """UPDATE analytics_conversations SET status = 'human',
+             handoffs = handoffs + %(handoff)s, takeovers = takeovers + 1 - %(handoff)s,
+             handoff_reason = CASE WHEN %(handoff)s = 1 THEN %(reason)s ELSE handoff_reason END
+           WHERE conversation_id = %(id)s""",
+        {"handoff": int(by_assistant), "reason": e.reason, "id": e.conversation_id},
     )
 
 

@@ -23,7 +23,8 @@ CLOSED = f"(c.window_closed OR c.last_in_at < now() - interval '{CLOSED_AFTER_HO
 EFFECTIVE_STATUS = f"CASE WHEN {CLOSED} THEN 'closed' ELSE c.status END"
 CONVERSATION_COLUMNS = f"""c.conversation_id, c.lead, c.lead_name, {EFFECTIVE_STATUS} AS status,
     c.status AS mode, c.messages_in, c.messages_out, c.bot_replies, c.human_replies, c.cost_usd,
-    c.first_message_at, c.last_message_at, c.last_in_at, c.first_response_ms, c.handoffs,
+    c.first_message_at, c.last_message_at, c.last_in_at, c.first_response_ms,
+    c.handoffs, c.takeovers,
     c.handoff_reason, c.window_closed, c.last_text, c.last_direction, c.updated_at,
     c.waiting_since"""
 MESSAGE_COLUMNS = """event_id, sequence, direction, turn_id, kind, text, tier, source, intent,
@@ -242,7 +243,8 @@ PCT = "percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY {})"
 COHORT = f"""
 SELECT count(*) AS conversations,
        count(*) FILTER (WHERE handoffs > 0) AS handed_off,
-       count(*) FILTER (WHERE handoffs = 0 AND bot_replies > 0) AS resolved,
+       count(*) FILTER (WHERE takeovers > 0) AS taken_over,
+       count(*) FILTER (WHERE handoffs = 0 AND takeovers = 0 AND bot_replies > 0) AS resolved,
        {PCT.format("first_response_ms")} AS first_response_ms
 FROM analytics_conversations
 WHERE first_message_at >= %(since)s AND first_message_at < %(until)s"""
@@ -333,7 +335,7 @@ GROUP BY 1, 2 ORDER BY 1, 2"""
 
 SERIES_CONVERSATIONS = f"""
 SELECT {BUCKET.format("first_message_at")} AS at, count(*) AS started,
-       count(*) FILTER (WHERE handoffs = 0 AND bot_replies > 0) AS resolved,
+       count(*) FILTER (WHERE handoffs = 0 AND takeovers = 0 AND bot_replies > 0) AS resolved,
        {PCT.format("first_response_ms")} AS first_response_ms
 FROM analytics_conversations
 WHERE first_message_at >= %(since)s AND first_message_at < %(until)s

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from taskpilot.tenancy.rls import ensure_app_role_sql, tenant_table_sql
 
-VERSION = "4"
+VERSION = "5"
 
 PROJECTION_TABLES = (
     "analytics_projected",
@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS analytics_conversations (
     waiting_since      timestamptz,
     first_response_ms  double precision,
     handoffs           integer NOT NULL DEFAULT 0,
+    takeovers          integer NOT NULL DEFAULT 0,
     handoff_reason     text,
     window_closed      boolean NOT NULL DEFAULT false,
     last_text          text,
