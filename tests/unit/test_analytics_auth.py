@@ -65,3 +65,19 @@ async def test_a_token_without_a_known_role_is_forbidden(tmp_path: Path) -> None
     token = issuer.issue(tenant_id="acme", roles=["viewer"], subject="x")
     with pytest.raises(ForbiddenError):
         await TokenVerifier(local=issuer).principal(token)
+
+
+def test_the_token_command_signs_with_the_data_dirs_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from taskpilot.cli.main import main
+
+    main(["--data-dir", str(tmp_path), "token", "--tenant", "demo", "--role", "agent"])
+    token = capsys.readouterr().out.strip()
+    issuer = LocalIssuer.in_data_dir(tmp_path)
+    assert issuer.verify(token)["tenant_id"] == "demo"
+    main(["--data-dir", str(tmp_path), "token", "--role", "operator", "--url", "--ttl", "30m"])
+    url = capsys.readouterr().out.strip()
+    assert url.startswith("http://127.0.0.1:8005/#token=")
+    claims = issuer.verify(url.split("#token=")[1])
+    assert claims["roles"] == ["operator"] and claims["exp"] - claims["iat"] == 1800

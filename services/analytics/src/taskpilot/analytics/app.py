@@ -75,6 +75,15 @@ async def create(settings: AnalyticsSettings) -> ServiceApp:
     add_ops_routes(http, "analytics", {**res.readiness(), "live": live})
     mount_web(http, settings.web_dir)
 
+    if local is not None:
+        log.info(
+            "dashboard at http://%s:%d — sign in with: taskpilot token --tenant <id> --role owner "
+            "--url (local issuer, key in %s)",
+            settings.http_host,
+            settings.http_port,
+            settings.data_dir / "auth",
+        )
+
     async def replay_once() -> None:
         report = await rebuilder.rebuild()
         log.info("read models (re)created and replayed: %d events", report.total)
