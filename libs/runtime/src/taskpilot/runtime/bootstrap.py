@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from taskpilot.contracts.subjects import ALL_STREAMS
 from taskpilot.runtime.bus import Bus, ensure_streams
 from taskpilot.runtime.db import open_pool
+from taskpilot.runtime.dlq import RUNTIME_STREAMS, register_dead_letter_mover
 from taskpilot.runtime.ops import ReadinessCheck
 from taskpilot.runtime.settings import CommonSettings
 from taskpilot.runtime.telemetry import setup_logging, setup_tracing
@@ -35,9 +37,16 @@ class Resources:
 async def connect(settings: CommonSettings, name: str, *, pool_size: int = 10) -> Resources:
     setup_logging(settings.log_level, settings.log_json)
     setup_tracing(name, settings.otlp_endpoint)
-    bus = Bus(settings.nats_url, name=name, publish_retry_s=settings.publish_retry_s)
+    bus = Bus(
+        settings.nats_url,
+        name=name,
+        publish_retry_s=settings.publish_retry_s,
+        replicas=settings.stream_replicas,
+        drain_timeout_s=settings.drain_timeout_s,
+    )
     await bus.connect()
-    await ensure_streams(bus.js)
+    await ensure_streams(bus.js, ALL_STREAMS + RUNTIME_STREAMS, replicas=settings.stream_replicas)
+    register_dead_letter_mover(bus)
     pool = await open_pool(settings.database_url, max_size=pool_size)
     tenants = TenantDirectory(pool, SecretBox.from_setting(settings.secret_keys))
     await tenants.ensure_schema()

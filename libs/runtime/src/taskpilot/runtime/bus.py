@@ -1,8 +1,9 @@
 """The message bus: typed publish (after commit, with ``Nats-Msg-Id``), request-reply, and
 idempotent JetStream stream provisioning.
 
-Subscriptions go through FastStream (see :mod:`taskpilot.runtime.consumer`); this class holds
-the broker and one raw nats-py connection for administration (streams, KV).
+JetStream subscriptions (:func:`taskpilot.runtime.consumer.subscribe`) run on the pull engine
+of :mod:`taskpilot.runtime.pulling` over the bus's nats-py connection; the FastStream broker
+hosts core request-reply subscribers. :meth:`Bus.drain` is the graceful stop of every consumer.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import nats
 from faststream.nats import NatsBroker
@@ -18,15 +19,21 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig, SubjectTransform
+from nats.js.api import PubAck, StorageType, StreamConfig, SubjectTransform
 from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from taskpilot.contracts import Message
 from taskpilot.contracts.subjects import ALL_STREAMS, Stream
 from taskpilot.runtime import metrics
+from taskpilot.runtime.lease import Lease, lease_bucket, owner_id
+from taskpilot.runtime.pulling import Process, PullConsumer, PullSettings
 from taskpilot.runtime.telemetry import inject_headers
 from taskpilot.tenancy.context import TENANT_HEADER
+
+if TYPE_CHECKING:
+    from taskpilot.runtime.consumer import ConsumerSpec
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +61,23 @@ def headers_for(message: Message, msg_id: str | None = None) -> dict[str, str]:
 
 
 class Bus:
-    def __init__(self, url: str, *, name: str, publish_retry_s: float = 15.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        publish_retry_s: float = 15.0,
+        replicas: int = 1,
+        drain_timeout_s: float = 20.0,
+    ):
         self.url = url
         self.name = name
         self.publish_retry_s = publish_retry_s
+        self.replicas = replicas
+        self.drain_timeout_s = drain_timeout_s
+        self.consumers: list[PullConsumer] = []
+        self._started = False
+        self._leases: KeyValue | None = None
         # FastStream logs every subscriber start at INFO; ours are reported by the host.
         self.broker = NatsBroker(
             url,
@@ -83,10 +103,65 @@ class Bus:
             self.url, name=f"taskpilot-{self.name}-admin", max_reconnect_attempts=-1
         )
 
+    def add_consumer(self, spec: ConsumerSpec, process: Process) -> PullConsumer:
+        """Run ``process`` for every delivery of ``spec``'s durable consumer (from start)."""
+        policy = spec.policy
+        settings = PullSettings(
+            stream=spec.stream.name,
+            durable=spec.durable,
+            filter_subject=spec.filter_subject,
+            ack_wait_s=policy.ack_wait_s,
+            max_deliver=policy.max_deliver,
+            workers=policy.workers,
+            lookahead=policy.lookahead,
+            tenant_cap=policy.tenant_cap,
+            ordered=policy.ordered,
+            # An ordered consumer waits for its open pull request to end before it hands its
+            # deliveries back on stop (see PullConsumer.stop): keep those requests short.
+            expires_s=2.0 if policy.ordered else 5.0,
+            heartbeat_s=0.5 if policy.ordered else 1.0,
+        )
+        lease = None
+        if policy.ordered:
+
+            async def idle() -> bool:
+                info = await self.js.consumer_info(spec.stream.name, spec.durable)
+                return not info.num_ack_pending
+
+            lease = Lease(
+                self._lease_bucket,
+                f"{spec.stream.name}.{spec.durable}",
+                owner_id(self.name),
+                ttl_s=policy.ack_wait_s + 6.0,
+                idle=idle,
+            )
+        consumer = PullConsumer(lambda: self.nc, lambda: self.js, settings, process, lease)
+        self.consumers.append(consumer)
+        if self._started:
+            asyncio.get_running_loop().create_task(consumer.start())
+        return consumer
+
+    async def _lease_bucket(self) -> KeyValue:
+        if self._leases is None:
+            self._leases = await lease_bucket(self.js, self.replicas)
+        return self._leases
+
     async def start(self) -> None:
         await self.broker.start()
+        for consumer in self.consumers:
+            if not consumer.started:
+                await consumer.start()
+        self._started = True
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Graceful stop of every consumer: no new pulls, unstarted deliveries handed back,
+        running handlers finish and ack (within ``timeout``, default ``drain_timeout_s``)."""
+        timeout = self.drain_timeout_s if timeout is None else timeout
+        self._started = False
+        await asyncio.gather(*(c.stop(timeout) for c in self.consumers))
 
     async def close(self) -> None:
+        await self.drain()
         await self.broker.stop()
         if self._nc is not None:
             await self._nc.drain()
@@ -110,13 +185,19 @@ class Bus:
     async def publish_raw(
         self, subject: str, body: bytes, headers: dict[str, str], stream: str
     ) -> bool:
+        return not (await self.publish_ack(subject, body, headers, stream)).duplicate
+
+    async def publish_ack(
+        self, subject: str, body: bytes, headers: dict[str, str], stream: str
+    ) -> PubAck:
+        """Publish and return JetStream's ack (sequence, duplicate), retrying like publish."""
         deadline = time.monotonic() + self.publish_retry_s
         delay = 0.05
         while True:
             try:
                 ack = await self.js.publish(subject, body, headers=headers, stream=stream)
                 metrics.BUS_PUBLISHED.labels(stream=stream).inc()
-                return not ack.duplicate
+                return ack
             except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
                 if time.monotonic() + delay > deadline:
                     raise PublishError(f"publish to {subject} not confirmed: {exc!r}") from exc

@@ -3,15 +3,17 @@
 Every subscription of every service goes through :func:`subscribe`. A handler receives a typed
 contract and either returns (ack), raises :class:`PermanentError` or fails validation (dead
 letter at once: retrying cannot help), or raises anything else (retry after the backoff
-schedule; after ``max_deliver`` attempts, a dead letter with the cause). FastStream's own
-ack policies are not used (see FIELD-NOTES: they either drop or hot-loop).
+schedule; after ``max_deliver`` attempts, a dead letter with the cause).
+
+Deliveries are fetched ahead and handed to the handlers fairly across tenants, by the engine in
+:mod:`taskpilot.runtime.pulling` (see docs/adr/0007): one tenant's backlog holds at most
+``max_in_flight_per_tenant`` workers, and an ordered consumer keeps per-key order (one lead's
+messages one after another) while other keys run concurrently.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,8 +21,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
+from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
 
 from taskpilot.contracts import Message
@@ -28,7 +29,13 @@ from taskpilot.contracts.dlq import UNKNOWN_TENANT, DeadLettered
 from taskpilot.contracts.subjects import Stream
 from taskpilot.runtime import metrics
 from taskpilot.runtime.bus import Bus
-from taskpilot.runtime.telemetry import context_from_headers, correlation_id, tracer
+from taskpilot.runtime.pulling import ACK, TERM, Delivery, Outcome, retry
+from taskpilot.runtime.telemetry import (
+    context_from_headers,
+    correlation_id,
+    current_trace_id,
+    tracer,
+)
 from taskpilot.tenancy.context import TENANT_HEADER, tenant_scope
 
 log = logging.getLogger(__name__)
@@ -67,13 +74,22 @@ class ConsumerPolicy:
     max_deliver: int = 5
     ack_wait_s: float = 30.0
     backoff_s: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)
-    max_ack_pending: int = 256
+    lookahead: int = 16_384
+    """Deliveries fetched ahead of the handlers (the consumer's ``max_ack_pending``): a tenant
+    behind another's backlog is reached as long as the backlog fits in it."""
     workers: int = 8
+    max_in_flight_per_tenant: int | None = None
+    """Workers one tenant may hold at once (default: half of ``workers``, at least 1)."""
     ordered: bool = False
-    """One message in flight at a time for this consumer: per-partition order."""
+    """Per-key order (key: the subject without its last token, e.g. tenant + lead): one
+    delivery per key in flight, failed ones retried in place; one process at a time."""
 
     def delay(self, attempt: int) -> float:
         return self.backoff_s[min(attempt - 1, len(self.backoff_s) - 1)]
+
+    @property
+    def tenant_cap(self) -> int:
+        return self.max_in_flight_per_tenant or max(1, self.workers // 2)
 
 
 @dataclass(frozen=True)
@@ -92,13 +108,26 @@ class Parser(Protocol):
         ...
 
 
+Process = Callable[[Delivery], Awaitable[Outcome]]
+
+
 def subscribe(
     bus: Bus, spec: ConsumerSpec, message_type: type[M] | Parser, handler: Handler[M]
 ) -> None:
+    """Register ``handler`` for ``spec``'s durable consumer; it runs from ``bus.start()``."""
+    bus.add_consumer(spec, handling(bus, spec, message_type, handler))
+
+
+def handling(
+    bus: Bus, spec: ConsumerSpec, message_type: type[M] | Parser, handler: Handler[M]
+) -> Process:
+    """The policy for one delivery: validate, scope, call the handler, decide the outcome."""
     policy = spec.policy
     tracer_ = tracer(bus.name)
 
-    async def dead_letter(raw: Msg, reason: str, error: str, tenant: str | None) -> None:
+    async def dead_letter(
+        raw: Msg, attempts: int, reason: str, error: str, tenant: str | None, trace: str | None
+    ) -> None:
         md = raw.metadata
         body = raw.data
         try:
@@ -116,43 +145,36 @@ def subscribe(
             original_subject=raw.subject,
             stream=md.stream,
             stream_seq=md.sequence.stream,
-            attempts=md.num_delivered,
+            attempts=attempts,
             headers=dict(raw.headers or {}),
             payload=payload,
             payload_encoding=encoding,
+            trace_id=trace,
         )
-        await bus.publish(letter, msg_id=f"dlq:{md.stream}:{md.sequence.stream}")
+        await bus.publish(letter, msg_id=dead_letter_id(md.stream, md.sequence.stream))
         metrics.DEAD_LETTERS.labels(origin=spec.durable, reason=reason).inc()
         log.error("dead-lettered %s seq %s: %s", md.stream, md.sequence.stream, error)
 
-    async def keep_alive(raw: Msg) -> None:
-        # A handler slower than ack_wait would otherwise get a duplicate delivery.
-        while True:
-            await asyncio.sleep(policy.ack_wait_s / 3)
-            await raw.in_progress()
-
-    async def consume(body: Any, msg: NatsMessage) -> None:
-        raw: Msg = msg.raw_message
-        attempt = raw.metadata.num_delivered
+    async def process(delivery: Delivery) -> Outcome:
+        raw = delivery.msg
+        attempt = delivery.attempt
         if attempt > 1:
             metrics.REDELIVERED.labels(consumer=spec.durable).inc()
         tenant = (raw.headers or {}).get(TENANT_HEADER)
         try:
             message = message_type.model_validate_json(raw.data)
         except ValueError as exc:  # pydantic's ValidationError included
-            await dead_letter(raw, "invalid_message", str(exc), tenant)
-            await raw.term()
+            await dead_letter(raw, attempt, "invalid_message", str(exc), tenant, None)
             metrics.CONSUMED.labels(consumer=spec.durable, outcome="dead_letter").inc()
-            return
+            return TERM
         if message is None:
-            await raw.ack()
             metrics.CONSUMED.labels(consumer=spec.durable, outcome="skipped").inc()
-            return
+            return ACK
         started = time.perf_counter()
         ctx = context_from_headers(raw.headers)
         corr = correlation_id.set(message.correlation_id)
         attempt_token = _attempt.set(attempt)
-        alive = asyncio.create_task(keep_alive(raw))
+        trace: str | None = None
         try:
             with (
                 tenant_scope(message.tenant_id),
@@ -168,62 +190,42 @@ def subscribe(
                     },
                 ),
             ):
+                trace = current_trace_id()
                 await handler(message)
         except PermanentError as exc:
-            await dead_letter(raw, exc.reason, f"{type(exc).__name__}: {exc}", message.tenant_id)
-            await raw.term()
+            error = f"{type(exc).__name__}: {exc}"
+            await dead_letter(raw, attempt, exc.reason, error, message.tenant_id, trace)
             metrics.CONSUMED.labels(consumer=spec.durable, outcome="dead_letter").inc()
+            return TERM
         except Exception as exc:
-            delay = exc.delay if isinstance(exc, RetryLater) else policy.delay(attempt)
             if attempt >= policy.max_deliver:
-                await dead_letter(
-                    raw, "max_deliveries", f"{type(exc).__name__}: {exc}", message.tenant_id
-                )
-                await raw.term()
+                error = f"{type(exc).__name__}: {exc}"
+                await dead_letter(raw, attempt, "max_deliveries", error, message.tenant_id, trace)
                 metrics.CONSUMED.labels(consumer=spec.durable, outcome="dead_letter").inc()
-            else:
-                log.warning(
-                    "%s attempt %d failed, retrying in %.1fs: %r",
-                    spec.durable,
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await raw.nak(delay=delay)
-                metrics.CONSUMED.labels(consumer=spec.durable, outcome="retry").inc()
-        else:
-            await raw.ack()
-            metrics.CONSUMED.labels(consumer=spec.durable, outcome="ack").inc()
+                return TERM
+            delay = exc.delay if isinstance(exc, RetryLater) else policy.delay(attempt)
+            log.warning(
+                "%s attempt %d failed, retrying in %.1fs: %r", spec.durable, attempt, delay, exc
+            )
+            metrics.CONSUMED.labels(consumer=spec.durable, outcome="retry").inc()
+            return retry(delay)
         finally:
-            alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await alive
             correlation_id.reset(corr)
             _attempt.reset(attempt_token)
             metrics.HANDLE_SECONDS.labels(consumer=spec.durable).observe(
                 time.perf_counter() - started
             )
+        metrics.CONSUMED.labels(consumer=spec.durable, outcome="ack").inc()
+        return ACK
 
-    consume.__name__ = f"consume_{spec.durable}"
-    ordered = policy.ordered
-    bus.broker.subscriber(
-        spec.filter_subject,
-        stream=JStream(spec.stream.name, declare=False),
-        durable=spec.durable,
-        pull_sub=PullSub(batch_size=1, timeout=5.0),
-        config=ConsumerConfig(
-            ack_wait=policy.ack_wait_s,
-            max_deliver=policy.max_deliver,
-            max_ack_pending=1 if ordered else policy.max_ack_pending,
-        ),
-        ack_policy=AckPolicy.MANUAL,
-        max_workers=1 if ordered else policy.workers,
-        decoder=raw_body,
-        title=spec.durable,
-        description=f"{message_type.TYPE} from {spec.stream.name}",
-    )(consume)
+    return process
+
+
+def dead_letter_id(stream: str, seq: int) -> str:
+    """One dead letter per stored message, whoever writes it (consumer or advisory mover)."""
+    return f"dlq:{stream}:{seq}"
 
 
 async def raw_body(msg: NatsMessage) -> bytes:
-    # Validation happens in `consume` against the contract, so skip FastStream's JSON decode.
+    """FastStream decoder for core subscribers that validate the body themselves."""
     return msg.body

@@ -1,8 +1,18 @@
 """Hosting services: each as its own process, or all together in one (``taskpilot dev``).
 
 A service's composition root returns a :class:`ServiceApp`; :func:`serve` starts its bus,
-background tasks and HTTP server, and stops them in reverse order on SIGTERM/SIGINT, draining
-in-flight messages first.
+background tasks and HTTP server. On SIGTERM/SIGINT it stops gracefully, in this order:
+
+1. HTTP servers stop accepting and finish the requests they have (a webhook gets its 200 only
+   once its messages are stored), and every consumer stops pulling and hands the deliveries it
+   fetched ahead back to JetStream (redelivered at once to another process);
+2. running handlers finish and ack, within ``Bus.drain_timeout_s`` (past it they are cancelled
+   and their deliveries handed back too); background tasks (a group committer, a relay) keep
+   running meanwhile, since handlers may wait on them;
+3. background tasks are cancelled, ``on_stop`` hooks run, the NATS connection is drained.
+
+A replacement takes over what was handed back; an ordered consumer's lease is released so it
+does not wait for the lease to expire.
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ async def serve(apps: list[ServiceApp], stop: asyncio.Event | None = None) -> No
                     log_config=None,
                     access_log=False,
                     lifespan="off",
+                    timeout_graceful_shutdown=10,
                 )
             )
             servers.append(server)
@@ -71,23 +82,34 @@ async def serve(apps: list[ServiceApp], stop: asyncio.Event | None = None) -> No
             log.info("%s listening on http://%s:%d", app.name, app.host, app.port)
         await stop.wait()
     finally:
-        log.info("stopping %s", ", ".join(a.name for a in apps))
-        for server in servers:
-            server.should_exit = True
-        for app in reversed(apps):
-            if app.bus is not None:
-                with contextlib.suppress(Exception):
-                    await app.bus.broker.stop()  # stop pulling, let in-flight handlers finish
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for app in reversed(apps):
-            for hook in app.on_stop:
-                with contextlib.suppress(Exception):
-                    await hook()
-            if app.bus is not None:
-                with contextlib.suppress(Exception):
-                    await app.bus.close()
+        await _stop(apps, servers, tasks)
+
+
+async def _stop(
+    apps: list[ServiceApp], servers: list[_Server], tasks: list[asyncio.Task[None]]
+) -> None:
+    log.info("stopping %s", ", ".join(a.name for a in apps))
+    for server in servers:
+        server.should_exit = True
+    http = [t for t in tasks if t.get_name().endswith("-http")]
+    buses = [app.bus for app in apps if app.bus is not None]
+    timeout = max((bus.drain_timeout_s for bus in buses), default=10.0)
+    drains = [asyncio.create_task(bus.drain()) for bus in buses]
+    if http or drains:
+        _, pending = await asyncio.wait([*http, *drains], timeout=timeout + 5.0)
+        if pending:
+            log.warning("%d HTTP servers or consumers did not stop in time", len(pending))
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, *drains, return_exceptions=True)
+    for app in reversed(apps):
+        for hook in app.on_stop:
+            with contextlib.suppress(Exception):
+                await hook()
+        if app.bus is not None:
+            with contextlib.suppress(Exception):
+                await app.bus.close()
+    log.info("stopped %s", ", ".join(a.name for a in apps))
 
 
 def run(main: Awaitable[None]) -> None:

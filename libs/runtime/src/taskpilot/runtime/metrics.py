@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 BUS_PUBLISHED = Counter("taskpilot_bus_published_total", "Messages published", ["stream"])
 CONSUMED = Counter(
@@ -20,3 +20,14 @@ HANDLE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 DEAD_LETTERS = Counter("taskpilot_dead_letters_total", "Dead letters written", ["origin", "reason"])
+CONSUMER_BUFFERED = Gauge(
+    "taskpilot_consumer_buffered",
+    "Deliveries fetched ahead and waiting for a worker (the consumer's lookahead in use)",
+    ["consumer"],
+)
+CONSUMER_WAIT_SECONDS = Histogram(
+    "taskpilot_consumer_wait_seconds",
+    "Time a delivery waited in the process's fair queue before a worker took it",
+    ["consumer"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

@@ -38,3 +38,16 @@ class CommonSettings(BaseSettings):
         default=15.0,
         description="How long a publish keeps retrying; longer than a JetStream leader election",
     )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias="TASKPILOT_STREAM_REPLICAS",
+        description="Replicas of every stream and runtime KV bucket (3 on a 3-node cluster)",
+    )
+    drain_timeout_s: float = Field(
+        default=20.0,
+        validation_alias="TASKPILOT_DRAIN_TIMEOUT_S",
+        description="On SIGTERM, how long running handlers may take to finish and ack; keep it "
+        "below the orchestrator's grace period (Kubernetes: 30 s)",
+    )
