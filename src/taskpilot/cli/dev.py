@@ -44,7 +44,7 @@ def prepare_environment(data_dir: Path) -> NatsServer | None:
     return nats
 
 
-async def build_apps() -> list[ServiceApp]:
+async def build_apps(sandbox_port: int = SANDBOX_PORT) -> list[ServiceApp]:
     from taskpilot.analytics.app import create as analytics
     from taskpilot.analytics.settings import AnalyticsSettings
     from taskpilot.conversation.app import create as conversation
@@ -66,7 +66,7 @@ async def build_apps() -> list[ServiceApp]:
         await conversation(ConversationSettings()),
         await analytics(AnalyticsSettings()),
         await ingest(IngestSettings()),
-        ServiceApp("graph-sandbox", None, graph_sandbox(), "127.0.0.1", SANDBOX_PORT),
+        ServiceApp("graph-sandbox", None, graph_sandbox(), "127.0.0.1", sandbox_port),
     ]
 
 

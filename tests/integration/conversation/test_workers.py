@@ -13,12 +13,14 @@ from pathlib import Path
 import nats
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.inference import GenerateReply, ReplyGenerated
 from taskpilot.contracts.whatsapp import TextContent, WhatsAppMessageReceived
 from taskpilot.runtime.bus import Bus, ensure_streams
 from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, subscribe
+from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.servers import (
     NatsServer,
     create_database,
@@ -28,6 +30,7 @@ from taskpilot.runtime.servers import (
 )
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import ServiceProcess, eventually
+from taskpilot.tenancy import BusinessProfile, SecretBox, Tenant, TenantDirectory, TenantSecrets
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TENANT = "workers"
@@ -56,6 +59,21 @@ async def world(postgres_admin_url: str, tmp_path: Path) -> AsyncIterator[World]
     server = NatsServer(tmp_path / "nats").start()
     dbname = scratch_database_name()
     world = World(server.url, create_database(postgres_admin_url, dbname), tmp_path)
+    pool = await open_pool(world.database_url, max_size=1)
+    directory = TenantDirectory(pool, SecretBox.from_setting(DEV_SECRET_KEYS))
+    await directory.ensure_schema()
+    await directory.upsert(
+        Tenant(
+            id=TENANT,
+            name="Workers",
+            profile=BusinessProfile(name="Workers"),
+            secrets=TenantSecrets(
+                app_secret=SecretStr("a"), access_token=SecretStr("b"), verify_token=SecretStr("c")
+            ),
+            phone_number_ids=["1"],
+        )
+    )
+    await pool.close()
     try:
         yield world
     finally:

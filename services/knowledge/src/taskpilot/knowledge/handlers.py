@@ -27,9 +27,11 @@ from taskpilot.knowledge.domain import EmbeddingMismatchError, MemoryTurn
 from taskpilot.knowledge.service import KnowledgeService
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import raw_body
+from taskpilot.runtime.telemetry import context_from_headers, tracer
 from taskpilot.tenancy import tenant_scope
 
 log = logging.getLogger(__name__)
+TRACER = tracer("knowledge")
 
 M = TypeVar("M", bound=Message)
 
@@ -54,7 +56,14 @@ def _responder(
             return error(f"invalid request: {exc.error_count()} errors").model_dump_json().encode()
         if msg.raw_message.subject.split(".")[2] != request.tenant_id:
             return error("tenant in subject and body differ").model_dump_json().encode()
-        with tenant_scope(request.tenant_id):
+        with (
+            tenant_scope(request.tenant_id),
+            TRACER.start_as_current_span(
+                f"answer {request.type}",
+                context=context_from_headers(msg.headers),
+                attributes={"taskpilot.tenant_id": request.tenant_id},
+            ),
+        ):
             try:
                 result = await answer(request)
             except EmbeddingMismatchError as exc:
