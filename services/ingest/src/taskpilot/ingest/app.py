@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import httpx
-from fastapi import FastAPI
 
 from taskpilot.ingest import handlers
-from taskpilot.ingest.adapters import GraphApi, Obstore, SendLedger
-from taskpilot.ingest.api import webhook_router
+from taskpilot.ingest.adapters import GraphApi, Obstore, PipelinedPublisher, SendLedger
+from taskpilot.ingest.api import IngestHttp
 from taskpilot.ingest.service import MediaService, SenderService, WebhookService
 from taskpilot.ingest.settings import IngestSettings
 from taskpilot.runtime.bootstrap import connect
@@ -35,9 +34,13 @@ async def create(settings: IngestSettings) -> ServiceApp:
     handlers.register(
         res.bus, sender, keeper, settings.send_max_attempts, settings.media_max_attempts
     )
-    http = FastAPI(title="TaskPilot ingest", version="0.1.0")
-    http.include_router(
-        webhook_router(WebhookService(res.bus, res.tenants), settings.max_body_bytes)
+    publisher = PipelinedPublisher(res.bus)
+    await publisher.start()
+    http = IngestHttp(
+        WebhookService(publisher, res.tenants),
+        settings.max_body_bytes,
+        title="TaskPilot ingest",
+        version="0.1.0",
     )
     add_ops_routes(http, "ingest", res.readiness())
     return ServiceApp(
