@@ -3,6 +3,8 @@ other suites) and a fresh PostgreSQL database per test."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -31,7 +33,8 @@ async def bus(analytics_nats: NatsServer) -> AsyncIterator[Bus]:
     await bus.connect()
     await ensure_streams(bus.js)
     yield bus
-    await bus.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(bus.close(), 15)
 
 
 @pytest.fixture
