@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,10 +72,20 @@ class Rejected:
     item: Any
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One update of a webhook, ready for the bus: its contract, ``Nats-Msg-Id`` and bytes."""
+
+    message: WhatsAppMessageReceived | WhatsAppStatusReceived
+    msg_id: str
+    body: bytes
+
+
 @dataclass
 class ParsedWebhook:
     messages: list[WhatsAppMessageReceived] = field(default_factory=list)
     statuses: list[WhatsAppStatusReceived] = field(default_factory=list)
+    outgoing: list[Outgoing] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     unrouted: list[Unrouted] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
@@ -202,15 +213,17 @@ def _split_value(
     for message in messages:
         try:
             received = _message(message, tenant_id, number, names)
-            received.to_bytes()  # e.g. half an emoji (a lone surrogate) cannot travel
+            body = received.to_bytes()  # e.g. half an emoji (a lone surrogate) cannot travel
             parsed.messages.append(received)
+            parsed.outgoing.append(Outgoing(received, received.wamid, body))
         except (MalformedWebhookError, KeyError, TypeError, ValueError) as exc:
             parsed.rejected.append(Rejected(f"unreadable message: {exc}", message))
     for status in statuses:
         try:
             update = _status(status, tenant_id, number)
-            update.to_bytes()
+            body = update.to_bytes()
             parsed.statuses.append(update)
+            parsed.outgoing.append(Outgoing(update, status_msg_id(update), body))
         except (MalformedWebhookError, KeyError, TypeError, ValueError) as exc:
             parsed.rejected.append(Rejected(f"unreadable status: {exc}", status))
 
@@ -225,6 +238,7 @@ def _message(
         raise MalformedWebhookError("message without a sender")
     context = message.get("context")
     return WhatsAppMessageReceived(
+        event_id=inbound_event_id(tenant_id, message["id"]),
         tenant_id=tenant_id,
         correlation_id=message["id"],
         wamid=message["id"],
@@ -251,13 +265,15 @@ def _status(status: Any, tenant_id: str, number: str) -> WhatsAppStatusReceived:
     if not isinstance(recipient, str) or not recipient:
         raise MalformedWebhookError("status without a recipient")
     state = status.get("status")
+    state = state if isinstance(state, str) and state in KNOWN_STATUSES else "unknown"
     return WhatsAppStatusReceived(
+        event_id=inbound_event_id(tenant_id, f"{status['id']}:{state}"),
         tenant_id=tenant_id,
         correlation_id=status["id"],
         wamid=status["id"],
         phone_number_id=number,
         lead=lead_token(recipient),
-        status=state if isinstance(state, str) and state in KNOWN_STATUSES else "unknown",
+        status=state,
         wa_timestamp=_ts(status.get("timestamp")),
         conversation=status.get("conversation")
         if isinstance(status.get("conversation"), dict)
@@ -265,6 +281,15 @@ def _status(status: Any, tenant_id: str, number: str) -> WhatsAppStatusReceived:
         pricing=status.get("pricing") if isinstance(status.get("pricing"), dict) else None,
         errors=_dicts(status.get("errors")),
     )
+
+
+_INBOUND_EVENTS = uuid.UUID("5b6f7a0e-2f4d-4c38-9d0e-7c1a1f0e9b21")
+
+
+def inbound_event_id(tenant_id: str, key: str) -> uuid.UUID:
+    """One WhatsApp update, one event id, however often Meta delivers it (a name-based uuid:
+    also cheaper on the hot path than a random one, which reads the OS's entropy)."""
+    return uuid.uuid5(_INBOUND_EVENTS, f"{tenant_id}/{key}")
 
 
 def status_msg_id(status: WhatsAppStatusReceived) -> str:

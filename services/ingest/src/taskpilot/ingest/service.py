@@ -65,8 +65,9 @@ class Accepted:
 
 
 class Publisher(Protocol):
-    async def publish(self, message: Message, *, msg_id: str) -> bool:
-        """Store ``message`` on the bus (acked); False when ``msg_id`` was a duplicate."""
+    async def publish(self, message: Message, *, msg_id: str, body: bytes | None = None) -> bool:
+        """Store ``message`` (already encoded as ``body`` when given) on the bus, acked;
+        False when ``msg_id`` was a duplicate."""
         ...
 
 
@@ -118,8 +119,9 @@ class WebhookService:
         except (ValueError, domain.MalformedWebhookError) as exc:
             await self._dead_letter(tenant_id, raw_body, "malformed_webhook", str(exc))
             return Accepted(0, 0, 1)
-        publishes = [self._bus.publish(m, msg_id=m.wamid) for m in parsed.messages]
-        publishes += [self._bus.publish(s, msg_id=domain.status_msg_id(s)) for s in parsed.statuses]
+        publishes = [
+            self._bus.publish(o.message, msg_id=o.msg_id, body=o.body) for o in parsed.outgoing
+        ]
         # one update per webhook is the common case: no task for it
         results = [await publishes[0]] if len(publishes) == 1 else await asyncio.gather(*publishes)
         fresh = sum(results)

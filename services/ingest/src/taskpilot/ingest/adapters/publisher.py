@@ -41,8 +41,10 @@ class PipelinedPublisher:
         self._prefix = ""
         self._sub: Subscription | None = None
         self._counters: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop  # from start()
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._prefix = self._bus.nc.new_inbox()
         self._sub = await self._bus.nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
 
@@ -51,12 +53,14 @@ class PipelinedPublisher:
         if future is not None and not future.done():
             future.set_result(msg)
 
-    async def publish(self, message: Message, *, msg_id: str) -> bool:
-        """Publish and wait for JetStream's ack; False when it was a duplicate."""
+    async def publish(self, message: Message, *, msg_id: str, body: bytes | None = None) -> bool:
+        """Publish (``body``: the message already encoded) and wait for JetStream's ack; False
+        when it was a duplicate."""
         stream: str = message.CHANNEL.stream.name
         headers = headers_for(message, msg_id)
         headers[EXPECTED_STREAM] = stream
-        subject, body = message.subject(), message.to_bytes()
+        subject = message.subject()
+        body = message.to_bytes() if body is None else body
         deadline = time.monotonic() + self._bus.publish_retry_s
         delay = 0.05
         while True:
@@ -73,27 +77,29 @@ class PipelinedPublisher:
             return not duplicate
 
     async def _publish_once(self, subject: str, body: bytes, headers: dict[str, str]) -> bool:
-        loop = asyncio.get_running_loop()
         inbox = f"{self._prefix}.{next(self._ids)}"
-        future: asyncio.Future[Msg] = loop.create_future()
+        future: asyncio.Future[Msg] = self._loop.create_future()
         self._pending[inbox] = future
-        timer = loop.call_later(self._ack_timeout_s, _expire, future)
+        timer = self._loop.call_later(self._ack_timeout_s, _expire, future)
         try:
             await self._bus.nc.publish(subject, body, reply=inbox, headers=headers)
             reply = await future
         finally:
             timer.cancel()
             self._pending.pop(inbox, None)
-        if not reply.data:  # a status message: 503 no responders (stream not there yet)
+        data = reply.data
+        if not data:  # a status message: 503 no responders (stream not there yet)
             status = (reply.headers or {}).get("Status")
             raise _NotConfirmedError(f"status {status}")
-        ack = json.loads(reply.data)
+        if b'"error"' not in data and b'"duplicate"' not in data:
+            return False  # the common ack, {"stream":..,"seq":..}: no need to parse it
+        ack = json.loads(data)
         error = ack.get("error")
-        if error:
-            if error.get("code") == 503:
-                raise _NotConfirmedError(str(error))
-            raise PublishError(f"publish to {subject} refused: {error}")
-        return bool(ack.get("duplicate", False))
+        if not error:
+            return bool(ack.get("duplicate", False))
+        if error.get("code") == 503:
+            raise _NotConfirmedError(str(error))
+        raise PublishError(f"publish to {subject} refused: {error}")
 
     def _published(self, stream: str) -> Any:
         counter = self._counters.get(stream)
