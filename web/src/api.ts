@@ -27,7 +27,11 @@ export class ApiError extends Error {
 }
 
 export class Api {
-  constructor(private token: string) {}
+  /** ``signedOut`` runs when the API refuses the token (expired, revoked): sign in again. */
+  constructor(
+    private token: string,
+    private signedOut: () => void = () => {},
+  ) {}
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
     return { Authorization: `Bearer ${this.token}`, ...extra };
@@ -39,6 +43,7 @@ export class Api {
       headers: this.headers(body === undefined ? {} : { "Content-Type": "application/json" }),
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    if (response.status === 401) this.signedOut();
     if (!response.ok) {
       let detail = response.statusText;
       try {

@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { Api, ApiError, Json, saveToken, storedToken } from "./api";
+import { finishSignIn, startSignIn } from "./oidc";
 import { AnalyticsPage } from "./pages/analytics";
 import { CommandCenter } from "./pages/command-center";
 import { DeadLettersPage } from "./pages/dead-letters";
@@ -41,7 +42,24 @@ export function App() {
   const [error, setError] = useState("");
   const [tenant, setTenantState] = useState(sessionStorage.getItem("taskpilot.tenant") ?? "");
   const [route, go] = useRoute();
-  const api = useMemo(() => (token ? new Api(token) : null), [token]);
+  const api = useMemo(
+    () =>
+      token
+        ? new Api(token, () => {
+            saveToken(null);
+            setToken(null);
+            setMe(null);
+            setError("Your session has ended: sign in again.");
+          })
+        : null,
+    [token],
+  );
+
+  useEffect(() => {
+    finishSignIn()
+      .then((t) => t && (saveToken(t), setToken(t)))
+      .catch((e: Error) => setError(e.message));
+  }, []);
 
   const setTenant = useCallback((t: string) => {
     sessionStorage.setItem("taskpilot.tenant", t);
@@ -138,6 +156,11 @@ function SignIn({ error, onToken }: { error: string; onToken: (token: string) =>
     <div className="signin">
       <h1>TaskPilot</h1>
       <p>Sign in with a token from your identity provider (a JWT with your tenant and role).</p>
+      {config.oidc && (
+        <p>
+          <button onClick={() => startSignIn(config.oidc)}>Sign in with {new URL(config.oidc.issuer).host}</button>
+        </p>
+      )}
       {config.local_issuer && (
         <p className="muted">
           On this installation: <code>taskpilot token --tenant demo --role owner --url</code> prints a

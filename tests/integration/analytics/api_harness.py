@@ -128,6 +128,16 @@ async def running_analytics(
     siblings = Siblings()
     sibling_port, port = free_port(), free_port()
     sibling_url = f"http://127.0.0.1:{sibling_port}"
+    options: dict[str, Any] = {
+        "conversation_url": sibling_url,
+        "knowledge_url": sibling_url,
+        "tools_url": sibling_url,
+        "ingest_url": sibling_url,
+        "sandbox_url": sibling_url,
+        "public_webhook_base": "https://hooks.example.com",
+        "web_dir": data_dir / "no-web",
+        **overrides,
+    }
     settings = AnalyticsSettings(
         nats_url=nats_url,
         database_url=database_url,
@@ -135,14 +145,7 @@ async def running_analytics(
         data_dir=data_dir,
         http_port=port,
         log_json=False,
-        conversation_url=sibling_url,
-        knowledge_url=sibling_url,
-        tools_url=sibling_url,
-        ingest_url=sibling_url,
-        sandbox_url=sibling_url,
-        public_webhook_base="https://hooks.example.com",
-        web_dir=data_dir / "no-web",
-        **overrides,
+        **options,
     )
     app = await create(settings)
     stop = asyncio.Event()

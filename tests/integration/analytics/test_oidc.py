@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 
-from taskpilot.analytics.auth import TokenVerifier
+from taskpilot.analytics.auth import IdentityProviderUnavailableError, TokenVerifier
 from taskpilot.analytics.domain import ForbiddenError, NotAuthenticatedError, Role
 from taskpilot.runtime.servers import free_port
 from tests.integration.analytics.api_harness import serving
@@ -22,11 +22,15 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 TENANT_CLAIM = "https://taskpilot.dev/tenant"
 
 
-def provider(key: rsa.RSAPrivateKey, kid: str) -> FastAPI:
+def provider(key: rsa.RSAPrivateKey, kid: str, issuer: str) -> FastAPI:
     app = FastAPI()
     public = {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid, "use": "sig"}
 
-    @app.get("/.well-known/jwks.json")
+    @app.get("/.well-known/openid-configuration")
+    async def discovery() -> dict[str, Any]:
+        return {"issuer": issuer, "jwks_uri": f"{issuer}keys"}
+
+    @app.get("/keys")
     async def jwks() -> dict[str, Any]:
         return {"keys": [public]}
 
@@ -43,12 +47,11 @@ async def test_provider_tokens_are_verified_with_its_jwks() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     port = free_port()
     issuer = f"http://127.0.0.1:{port}/"
-    async with serving(provider(key, "k1"), port):
+    async with serving(provider(key, "k1", issuer), port):
         verifier = TokenVerifier(
             local=None,
-            oidc_issuer=issuer,
+            oidc_issuer=issuer,  # its keys are found through the discovery document
             oidc_audience="taskpilot",
-            oidc_jwks_url=f"http://127.0.0.1:{port}/.well-known/jwks.json",
             tenant_claim=TENANT_CLAIM,
             roles_claim="realm_access.roles",
         )
@@ -66,3 +69,11 @@ async def test_provider_tokens_are_verified_with_its_jwks() -> None:
         no_role = token(key, "k1", issuer, **{TENANT_CLAIM: "acme"})
         with pytest.raises(ForbiddenError):
             await verifier.principal(no_role)
+
+
+async def test_an_unreachable_provider_is_unavailable_not_a_bad_token() -> None:
+    issuer = f"http://127.0.0.1:{free_port()}/"  # nobody listens
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    verifier = TokenVerifier(local=None, oidc_issuer=issuer, oidc_audience="taskpilot")
+    with pytest.raises(IdentityProviderUnavailableError):
+        await verifier.principal(token(key, "k1", issuer, **{TENANT_CLAIM: "acme"}))

@@ -67,7 +67,17 @@ async def create(settings: AnalyticsSettings) -> ServiceApp:
         upstreams=upstreams,
         feed=feed,
     )
-    http = build_http(use, verifier, local)
+    browser_login = (
+        {
+            "issuer": settings.oidc_issuer,
+            "client_id": settings.oidc_client_id,
+            "audience": settings.oidc_audience or "",
+            "scope": settings.oidc_scope,
+        }
+        if settings.oidc_issuer and settings.oidc_client_id
+        else None
+    )
+    http = build_http(use, verifier, local, browser_login)
 
     async def live() -> bool:
         return feed.listening.is_set()

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +33,10 @@ from taskpilot.analytics.domain import NotAuthenticatedError, Principal, princip
 LOCAL_ISSUER = "taskpilot-local"
 LOCAL_AUDIENCE = "taskpilot-dashboard"
 LEEWAY_S = 30
+
+
+class IdentityProviderUnavailableError(Exception):
+    """The OIDC provider's discovery document or keys could not be fetched."""
 
 
 class LocalIssuer:
@@ -111,11 +116,8 @@ class TokenVerifier:
         self._issuer = oidc_issuer
         self._audience = oidc_audience
         self._algorithms = oidc_algorithms or ["RS256", "ES256"]
-        self._jwks = (
-            PyJWKClient(oidc_jwks_url, cache_keys=True, lifespan=300, timeout=5)
-            if oidc_jwks_url
-            else None
-        )
+        self._jwks_url = oidc_jwks_url
+        self._jwks: PyJWKClient | None = None
         self._tenant_claim = tenant_claim
         self._roles_claim = roles_claim
 
@@ -130,9 +132,10 @@ class TokenVerifier:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
             if self._local is not None and issuer == LOCAL_ISSUER:
                 return self._local.verify(token)
-            if self._jwks is not None and issuer == self._issuer:
+            if self._issuer is not None and issuer == self._issuer:
+                jwks = await self._provider_keys()
                 # PyJWKClient fetches over blocking urllib (cached for `lifespan`).
-                key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                key = await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)
                 return jwt.decode(
                     token,
                     key.key,
@@ -142,9 +145,28 @@ class TokenVerifier:
                     leeway=LEEWAY_S,
                     options={"require": ["exp", "iss", "sub"]},
                 )
+        except jwt.PyJWKClientConnectionError as exc:
+            raise IdentityProviderUnavailableError(str(exc)) from None
         except jwt.PyJWTError as exc:
             raise NotAuthenticatedError(f"invalid token: {exc}") from None
         raise NotAuthenticatedError(f"tokens of issuer {issuer!r} are not accepted")
+
+    async def _provider_keys(self) -> PyJWKClient:
+        """The provider's key set, from its discovery document unless configured."""
+        if self._jwks is None:
+            url = self._jwks_url
+            if url is None:
+                assert self._issuer is not None
+                discovery = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
+                try:
+                    async with httpx.AsyncClient(timeout=5) as client:
+                        response = await client.get(discovery)
+                        response.raise_for_status()
+                        url = str(response.json()["jwks_uri"])
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
+                    raise IdentityProviderUnavailableError(repr(exc)) from None
+            self._jwks = PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
+        return self._jwks
 
 
 def _create_key(path: Path) -> None:

@@ -46,9 +46,16 @@ class AnalyticsSettings(CommonSettings):
     )
     oidc_audience: str | None = Field(default=None, description="The expected aud claim")
     oidc_jwks_url: str | None = Field(
-        default=None, description="Default: {issuer}/.well-known/jwks.json"
+        default=None,
+        description="Default: the jwks_uri of {issuer}/.well-known/openid-configuration",
     )
     oidc_algorithms: list[str] = ["RS256", "ES256"]
+    oidc_client_id: str | None = Field(
+        default=None,
+        description="A public (SPA) client of the provider: the web dashboard then signs people "
+        "in with the authorization-code flow and PKCE",
+    )
+    oidc_scope: str = "openid profile email"
     tenant_claim: str = Field(
         default="tenant_id", description="Claim with the tenant; dotted paths reach nested claims"
     )
@@ -81,8 +88,6 @@ class AnalyticsSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> AnalyticsSettings:
-        if self.oidc_issuer and not self.oidc_jwks_url:
-            self.oidc_jwks_url = self.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
         if not self.public_webhook_base:
             self.public_webhook_base = self.ingest_url
         if self.web_dir is None:

@@ -19,7 +19,11 @@ from taskpilot.analytics.api.dead_letters import dead_letters_router
 from taskpilot.analytics.api.gateway import conversation_router, knowledge_router, sandbox_router
 from taskpilot.analytics.api.onboarding import onboarding_router
 from taskpilot.analytics.api.security import Guard
-from taskpilot.analytics.auth import LocalIssuer, TokenVerifier
+from taskpilot.analytics.auth import (
+    IdentityProviderUnavailableError,
+    LocalIssuer,
+    TokenVerifier,
+)
 from taskpilot.analytics.domain import ForbiddenError, NotAuthenticatedError, NotReplayableError
 from taskpilot.analytics.live import ChangeFeed
 from taskpilot.analytics.onboarding import NumberTakenError, Onboarding, TenantExistsError
@@ -49,6 +53,7 @@ STATUSES: dict[type[Exception], int] = {
     NotReplayableError: 409,
     NoNumberError: 409,
     UpstreamUnavailableError: 502,
+    IdentityProviderUnavailableError: 503,
     PublishError: 503,
 }
 MESSAGES: dict[type[Exception], str] = {
@@ -58,6 +63,7 @@ MESSAGES: dict[type[Exception], str] = {
     TenantExistsError: "the tenant exists already",
     NumberTakenError: "this WhatsApp number is connected to another tenant",
     NoNumberError: "connect a WhatsApp number first (any made-up id works in the sandbox)",
+    IdentityProviderUnavailableError: "the identity provider cannot be reached; try again",
 }
 
 
@@ -71,7 +77,12 @@ class UseCases:
     feed: ChangeFeed
 
 
-def build_http(use: UseCases, verifier: TokenVerifier, local: LocalIssuer | None) -> FastAPI:
+def build_http(
+    use: UseCases,
+    verifier: TokenVerifier,
+    local: LocalIssuer | None,
+    browser_login: dict[str, str] | None = None,
+) -> FastAPI:
     http = FastAPI(
         title="TaskPilot dashboard API",
         version="1.0.0",
@@ -92,7 +103,11 @@ def build_http(use: UseCases, verifier: TokenVerifier, local: LocalIssuer | None
     @http.get("/v1/auth/config", tags=["auth"])
     async def auth_config() -> dict[str, Any]:
         """Public: how the web dashboard signs people in, and what this installation offers."""
-        return {"local_issuer": local is not None, "sandbox": use.sandbox.enabled}
+        return {
+            "local_issuer": local is not None,
+            "oidc": browser_login,
+            "sandbox": use.sandbox.enabled,
+        }
 
     if local is not None:
 
