@@ -9,6 +9,7 @@ warm package cache); later runs reuse them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import inspect
 import json
@@ -158,6 +159,9 @@ def durable_consumers(service: str) -> set[tuple[str, str]]:
                 collect(item)
         elif isinstance(value, list | tuple):
             for item in value:
+                collect(item)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for item in vars(value).values():
                 collect(item)
 
     for name, value in vars(handlers).items():

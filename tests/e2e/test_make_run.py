@@ -38,7 +38,7 @@ def test_dev_runner_answers_the_chat_and_stops_cleanly(
     log = (tmp_path / "dev.log").open("wb")
     dev = subprocess.Popen(taskpilot("dev"), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: (data / "dev.json").exists(), 90, "taskpilot dev")
+        wait_until(lambda: (data / "dev.json").exists(), 240, "taskpilot dev")
         urls = json.loads((data / "dev.json").read_text())
         assert urls["ingest"].endswith(env["TASKPILOT_INGEST_HTTP_PORT"])
         chat = subprocess.run(
