@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,11 +34,22 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     server.stop()
 
 
+def _reachable_within(url: str, seconds: float) -> bool:
+    """A busy server ("too many clients") is not an absent one: try for a while."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if can_connect(url):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+
+
 def _admin_url() -> str:
     explicit = os.environ.get("DATABASE_URL")
     if explicit:
         return explicit
-    if can_connect(MACHINE_POSTGRES):
+    if _reachable_within(MACHINE_POSTGRES, seconds=30):
         return MACHINE_POSTGRES
     if os.geteuid() == 0:
         pytest.fail(
