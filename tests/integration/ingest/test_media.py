@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from pydantic import SecretStr
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.dlq import DeadLettered
-from taskpilot.contracts.whatsapp import WhatsAppMediaStored
+from taskpilot.contracts.whatsapp import MediaContent, WhatsAppMediaStored, WhatsAppMessageReceived
 from taskpilot.ingest.app import create
 from taskpilot.ingest.handlers import media_spec
 from taskpilot.ingest.meta import media_message, message_value, signed, text_message, webhook
@@ -138,6 +139,7 @@ async def rig(
         graph_api_base=f"http://127.0.0.1:{sandbox_port}",
         media_max_bytes=LIMIT,
         media_max_attempts=ATTEMPTS,
+        retry_scale=0.05,
         log_json=False,
     )
     app = await create(settings)
@@ -329,3 +331,21 @@ async def test_the_webhook_s_own_sha256_is_checked_too(rig: Rig) -> None:
 
     letter = await rig.dead_letter_for(wid)
     assert letter.reason == "media_checksum_mismatch"
+
+
+async def test_media_of_a_tenant_that_is_gone_is_dead_lettered_at_once(rig: Rig) -> None:
+    wid = wamid()
+    message = WhatsAppMessageReceived(
+        tenant_id="gone",
+        correlation_id=wid,
+        wamid=wid,
+        phone_number_id=NUMBER,
+        lead=lead(),
+        wa_timestamp=datetime.now(UTC),
+        content=MediaContent(kind="image", media_id="1234567890123456"),
+    )
+
+    await rig.bus.publish(message, msg_id=wid)
+
+    letter = await rig.dead_letter_for(wid)
+    assert (letter.reason, letter.attempts, letter.tenant_id) == ("unknown_tenant", 1, "gone")

@@ -32,7 +32,12 @@ async def create(settings: IngestSettings) -> ServiceApp:
         res.bus, res.tenants, api, store, settings.media_max_bytes, settings.media_max_attempts
     )
     handlers.register(
-        res.bus, sender, keeper, settings.send_max_attempts, settings.media_max_attempts
+        res.bus,
+        sender,
+        keeper,
+        settings.send_max_attempts,
+        settings.media_max_attempts,
+        settings.retry_scale,
     )
     publisher = PipelinedPublisher(res.bus)
     await publisher.start()

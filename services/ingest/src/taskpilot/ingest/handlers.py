@@ -34,13 +34,22 @@ MARK_READ = ConsumerSpec(
 )
 
 
-def media_spec(max_attempts: int) -> ConsumerSpec:
+MEDIA_BACKOFF_S = (1.0, 5.0, 30.0, 120.0)
+"""Between attempts at one media: Meta's hiccups pass in seconds, its outages in minutes."""
+
+
+def media_spec(max_attempts: int, retry_scale: float = 1.0) -> ConsumerSpec:
     """Every inbound message of every partition (no order needed); only media is handled."""
     return ConsumerSpec(
         durable="ingest-media",
         stream=subjects.WHATSAPP_IN,
         filter_subject=_PARTITIONING.filter("*", "message"),
-        policy=ConsumerPolicy(max_deliver=max_attempts, ack_wait_s=60.0, workers=8),
+        policy=ConsumerPolicy(
+            max_deliver=max_attempts,
+            ack_wait_s=60.0,
+            backoff_s=tuple(d * retry_scale for d in MEDIA_BACKOFF_S),
+            workers=8,
+        ),
     )
 
 
@@ -62,7 +71,8 @@ def register(
     keeper: MediaService,
     send_max_attempts: int,
     media_max_attempts: int,
+    retry_scale: float = 1.0,
 ) -> None:
     subscribe(bus, sender_spec(send_max_attempts), SendWhatsAppMessage, sender.send)
     subscribe(bus, MARK_READ, MarkMessageRead, sender.mark_read)
-    subscribe(bus, media_spec(media_max_attempts), MediaMessages(), keeper.keep)
+    subscribe(bus, media_spec(media_max_attempts, retry_scale), MediaMessages(), keeper.keep)

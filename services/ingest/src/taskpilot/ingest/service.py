@@ -269,7 +269,10 @@ class MediaService:
         content = media.media_of(message)
         if content is None:
             return
-        tenant = await self._tenants.get(message.tenant_id)
+        try:
+            tenant = await self._tenants.get(message.tenant_id)
+        except UnknownTenantError as exc:  # gone since the webhook: no token to fetch with
+            raise PermanentError(str(exc), reason="unknown_tenant") from exc
         token = tenant.secrets.access_token.get_secret_value()
         limit = media.size_limit(content, self._max_bytes)
         try:

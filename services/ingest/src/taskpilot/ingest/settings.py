@@ -18,7 +18,8 @@ class IngestSettings(CommonSettings):
     send_rate_per_number: float = 80.0
     send_max_attempts: int = 8
     retry_scale: float = 1.0
-    """Multiplies every retry delay (Meta's 4^X included); below 1 only to speed up tests."""
+    """Multiplies every retry delay (Meta's 4^X and media's included); below 1 only to speed
+    up tests."""
     media_store_url: str = ""
     """Where inbound media is kept: empty for ``<TASKPILOT_DATA_DIR>/media``, ``file:///dir``,
     or ``s3://bucket/prefix`` (endpoint and credentials from ``AWS_ENDPOINT_URL``,
