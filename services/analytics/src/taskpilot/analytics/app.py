@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -82,7 +83,16 @@ async def create(settings: AnalyticsSettings) -> ServiceApp:
     async def live() -> bool:
         return feed.listening.is_set()
 
-    add_ops_routes(http, "analytics", {**res.readiness(), "live": live})
+    # New read models are not ready until the history has been replayed into them.
+    replayed = asyncio.Event()
+    if not replay_history:
+        replayed.set()
+
+    async def read_models() -> bool:
+        return replayed.is_set()
+
+    checks = {**res.readiness(), "live": live, "read_models": read_models}
+    add_ops_routes(http, "analytics", checks)
     mount_web(http, settings.web_dir)
 
     if local is not None:
@@ -96,6 +106,7 @@ async def create(settings: AnalyticsSettings) -> ServiceApp:
 
     async def replay_once() -> None:
         report = await rebuilder.rebuild()
+        replayed.set()
         log.info("read models (re)created and replayed: %d events", report.total)
 
     async def close_read_pool() -> None:
