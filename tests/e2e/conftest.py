@@ -12,7 +12,13 @@ import pytest
 
 from taskpilot.cli import demo
 from taskpilot.runtime.db import open_pool
-from taskpilot.runtime.servers import NatsServer, free_port
+from taskpilot.runtime.servers import (
+    NatsServer,
+    create_database,
+    drop_database,
+    free_port,
+    scratch_database_name,
+)
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import ServiceProcess
 from taskpilot.tenancy import SecretBox, TenantDirectory
@@ -34,9 +40,14 @@ class System:
 
 @pytest.fixture(scope="session")
 def system_processes(
-    nats_server: NatsServer, database_url: str, tmp_path_factory: pytest.TempPathFactory
+    postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
+    # Its own NATS server and database: the services' durable consumers and request-reply
+    # queue groups must not share a bus with the in-process services of other suites.
     data = tmp_path_factory.mktemp("system")
+    nats_server = NatsServer(data / "nats").start()
+    dbname = scratch_database_name()
+    database_url = create_database(postgres_admin_url, dbname)
     logs = Path(os.environ.get("TASKPILOT_TEST_OUTPUT", data)) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     ports = {name: free_port() for name in (*SERVICES, "sandbox")}
@@ -71,6 +82,8 @@ def system_processes(
     finally:
         for process in processes.values():
             process.stop()
+        nats_server.stop()
+        drop_database(postgres_admin_url, dbname)
 
 
 @pytest.fixture(scope="session")
