@@ -1,20 +1,23 @@
 """Ingest's webhook edge: signed webhooks per second and ack latency, against a bare baseline.
 
-Servers, each in its own process, on a fresh nats-server and a scratch PostgreSQL database:
+Servers, each in its own process with a fresh nats-server of its own (so no server's consumers
+work during another's phase), and a scratch PostgreSQL database:
 
 * ingest: ``python -m taskpilot.ingest`` (uvicorn, uvloop + httptools, one worker), the demo
   tenant seeded; every webhook is verified (HMAC of the raw body), split, parsed into a
   contract and published to JetStream with an ack before the 200.
+* ingest-edge: the same with ``TASKPILOT_INGEST_MEDIA_CONSUMER=false``, the deployment where
+  the media consumer (which reads every inbound message) runs in another process.
 * baseline: ``bench/baseline_server.py``, a bare FastAPI endpoint on the same stack that reads
   the body and publishes it with an ack; no signature, no tenant, no parsing.
 
-The load generator (``bench/ingest_load.py``) runs in a third process and sends the same kind
-of signed webhooks (one lead and one wamid each) to both, on loopback:
+The load generator (``bench/ingest_load.py``) runs in a process of its own and sends the same
+signed webhooks (one lead and one wamid each) to each server in turn, on loopback:
 
 * closed loop: ``--connections`` clients back to back: maximum throughput.
 * open loop at ``--rate`` webhooks/s: ack latency counted from when each webhook was due.
 
-Phases alternate baseline and ingest, ``--rounds`` times, each with the load average before it.
+Phases alternate the servers, ``--rounds`` times, each with the load average before it.
 Throughput is judged by ingest/baseline within a round (same machine load), median over rounds;
 latency by the open-loop round with the lowest p99 (other processes only ever slow one down).
 
@@ -171,52 +174,49 @@ async def stream_messages(nats_url: str, stream: str) -> int:
         await nc.close()
 
 
+EDGE_ENV = {"TASKPILOT_INGEST_MEDIA_CONSUMER": "false"}
+"""The ``ingest-edge`` variant: webhooks only, the media consumer left to another process."""
+
+
 def start_servers(
-    nats: NatsServer, database_url: str, tmp: Path, ingest_env: dict[str, str] | None = None
-) -> tuple[ScriptProcess, ServiceProcess]:
-    base_port, ingest_port = free_port(), free_port()
-    baseline = ScriptProcess(
-        [
-            sys.executable,
-            str(BENCH_DIR / "baseline_server.py"),
-            "--port",
-            str(base_port),
-            "--nats-url",
-            nats.url,
-        ],
-        env={},
-        port=base_port,
-        log_path=tmp / "baseline.log",
-    )
-    ingest = ServiceProcess(
-        "taskpilot.ingest",
-        env={
+    natses: dict[str, NatsServer], database_url: str, tmp: Path, ingest_env: dict[str, str]
+) -> dict[str, ServiceProcess]:
+    servers: dict[str, ServiceProcess] = {}
+    for name, nats in natses.items():
+        port = free_port()
+        if name == "baseline":
+            argv = [sys.executable, str(BENCH_DIR / "baseline_server.py"), "--port", str(port)]
+            servers[name] = ScriptProcess(
+                [*argv, "--nats-url", nats.url], env={}, port=port, log_path=tmp / "baseline.log"
+            )
+            continue
+        env = {
             "NATS_URL": nats.url,
             "DATABASE_URL": database_url,
             "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
             "TASKPILOT_DATA_DIR": str(tmp / "data"),
-            "TASKPILOT_INGEST_HTTP_PORT": str(ingest_port),
+            "TASKPILOT_INGEST_HTTP_PORT": str(port),
             "TASKPILOT_LOG_LEVEL": "WARNING",
-            **(ingest_env or {}),
-        },
-        port=ingest_port,
-        log_path=tmp / "ingest.log",
-    )
-    return baseline.start(), ingest.start()
+            **ingest_env,
+            **(EDGE_ENV if name == "ingest-edge" else {}),
+        }
+        servers[name] = ServiceProcess(
+            "taskpilot.ingest", env=env, port=port, log_path=tmp / f"{name}.log"
+        )
+    for server in servers.values():
+        server.start()
+    return servers
 
 
 def phases(args: argparse.Namespace, port: dict[str, int], pids: dict[str, int]) -> dict[str, Any]:
     results: dict[str, list[dict[str, Any]]] = {}
-    path = {
-        "baseline": f"/webhooks/whatsapp/{demo.DEMO_TENANT}",
-        "ingest": f"/webhooks/whatsapp/{demo.DEMO_TENANT}",
-    }
+    path = f"/webhooks/whatsapp/{demo.DEMO_TENANT}"
     for round_ in range(args.rounds):
         for mode in args.modes:
             for server in args.servers:
                 spec = LoadSpec(
                     port=port[server],
-                    path=path[server],
+                    path=path,
                     mode=mode,
                     connections=args.connections if mode == "closed" else args.open_connections,
                     warmup_s=args.warmup,
@@ -224,7 +224,7 @@ def phases(args: argparse.Namespace, port: dict[str, int], pids: dict[str, int])
                     rate=args.rate,
                     lead_prefix=f"34{round_}{'co'.index(mode[0])}{len(results)}",
                 )
-                figures = drive(spec, pids[server], pids["nats"])
+                figures = drive(spec, pids[server], pids[f"nats-{server}"])
                 results.setdefault(f"{server}/{mode}", []).append(figures)
                 print("  " + line(f"{server} {mode} (round {round_ + 1})", figures), flush=True)
     return {name: best(runs, name.endswith("closed")) for name, runs in results.items()} | {
@@ -253,17 +253,17 @@ def line(label: str, f: dict[str, Any]) -> str:
 
 async def main_async(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tp-bench-ingest-"))
-    nats = NatsServer(tmp / "nats").start()
+    natses = {name: NatsServer(tmp / f"nats-{name}").start() for name in args.servers}
     dbname = scratch_database_name("tp_bench")
     database_url = create_database(args.admin_url, dbname)
     processes: list[ServiceProcess] = []
     try:
         await seed_tenant(database_url)
-        baseline, ingest = start_servers(nats, database_url, tmp, dict(args.ingest_env))
-        processes += [baseline, ingest]
-        await asyncio.gather(baseline.wait_ready(60), ingest.wait_ready(60))
-        assert baseline.process is not None and ingest.process is not None
-        assert nats.process is not None
+        servers = start_servers(natses, database_url, tmp, dict(args.ingest_env))
+        processes += servers.values()
+        await asyncio.gather(*(server.wait_ready(60) for server in servers.values()))
+        pids = {name: server.process.pid for name, server in servers.items() if server.process}
+        pids |= {f"nats-{name}": n.process.pid for name, n in natses.items() if n.process}
         print(
             f"ingest benchmark: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
             f"closed loop c={args.connections}, open loop {args.rate:g}/s "
@@ -271,21 +271,17 @@ async def main_async(args: argparse.Namespace) -> int:
             f"after {args.warmup:g} s warm-up, {args.rounds} round(s)",
             flush=True,
         )
-        result = phases(
-            args,
-            {"baseline": baseline.port, "ingest": ingest.port},
-            {
-                "baseline": baseline.process.pid,
-                "ingest": ingest.process.pid,
-                "nats": nats.process.pid,
-            },
-        )
-        published = await stream_messages(nats.url, "WHATSAPP_IN")
+        result = phases(args, {name: server.port for name, server in servers.items()}, pids)
+        published = 0
+        for name, nats in natses.items():
+            if name.startswith("ingest"):
+                published += await stream_messages(nats.url, "WHATSAPP_IN")
     finally:
         for proc in processes:
             with contextlib.suppress(Exception):
                 proc.stop()
-        nats.stop()
+        for nats in natses.values():
+            nats.stop()
         drop_database(args.admin_url, dbname)
         shutil.rmtree(tmp, ignore_errors=True)
     verdict = judge(result, published)
@@ -300,7 +296,7 @@ async def main_async(args: argparse.Namespace) -> int:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print()
     print("best round of each (closed: most throughput; open: lowest p99):")
-    for name in ("baseline/closed", "ingest/closed", "baseline/open", "ingest/open"):
+    for name in (f"{server}/{mode}" for mode in args.modes for server in args.servers):
         if name in result:
             print("  " + line(name, result[name]))
     print(
@@ -310,6 +306,12 @@ async def main_async(args: argparse.Namespace) -> int:
         f"{verdict['open_loop_p99_ms']:.1f} ms (target <= {P99_TARGET_MS:g}); "
         f"{published} webhooks stored for {verdict['ingest_acked']} acks. Written to {args.output}"
     )
+    if verdict["edge_throughput_ratio_by_round"]:
+        print(
+            f"ingest-edge (media consumer in another process): throughput "
+            f"{verdict['edge_throughput_ratio']:.2f} of the baseline, p99 at {args.rate:g}/s "
+            f"{verdict['edge_open_loop_p99_ms']:.1f} ms"
+        )
     good = verdict["throughput_ok"] and verdict["p99_ok"] and verdict["every_ack_stored"]
     return 0 if good else 1
 
@@ -319,21 +321,29 @@ def judge(result: dict[str, Any], published: int) -> dict[str, Any]:
     about the same machine load), the median over rounds. Latency: the open-loop round with the
     lowest ingest p99."""
     rounds = result["all_rounds"]
-    acked = sum(r["ok"] for k, runs in rounds.items() if "ingest" in k for r in runs)
-    pairs = zip(rounds.get("ingest/closed", []), rounds.get("baseline/closed", []), strict=False)
-    ratios = [i["throughput_rps"] / b["throughput_rps"] for i, b in pairs]
-    ratio = statistics.median(ratios) if ratios else math.nan
-    p99 = (
-        result["ingest/open"]["ack_ms"].get("p99", math.inf)
-        if "ingest/open" in result
-        else math.nan
-    )
+    acked = sum(r["ok"] for k, runs in rounds.items() if k.startswith("ingest") for r in runs)
+
+    def ratios(server: str) -> list[float]:
+        pairs = zip(
+            rounds.get(f"{server}/closed", []), rounds.get("baseline/closed", []), strict=False
+        )
+        return [i["throughput_rps"] / b["throughput_rps"] for i, b in pairs]
+
+    def p99(server: str) -> float:
+        best = result.get(f"{server}/open")
+        return float(best["ack_ms"].get("p99", math.inf)) if best else math.nan
+
+    ratio = statistics.median(ratios("ingest")) if ratios("ingest") else math.nan
+    edge = ratios("ingest-edge")
     return {
         "throughput_ratio": ratio,
-        "throughput_ratio_by_round": ratios,
+        "throughput_ratio_by_round": ratios("ingest"),
         "throughput_ok": ratio >= THROUGHPUT_TARGET,
-        "open_loop_p99_ms": p99,
-        "p99_ok": p99 <= P99_TARGET_MS,
+        "open_loop_p99_ms": p99("ingest"),
+        "p99_ok": p99("ingest") <= P99_TARGET_MS,
+        "edge_throughput_ratio": statistics.median(edge) if edge else math.nan,
+        "edge_throughput_ratio_by_round": edge,
+        "edge_open_loop_p99_ms": p99("ingest-edge"),
         "stored_in_whatsapp_in": published,
         "ingest_acked": acked,
         "every_ack_stored": published >= acked,
@@ -363,7 +373,10 @@ def parse_args() -> argparse.Namespace:
         "--modes", nargs="+", default=["closed", "open"], choices=["closed", "open"]
     )
     parser.add_argument(
-        "--servers", nargs="+", default=["baseline", "ingest"], choices=["baseline", "ingest"]
+        "--servers",
+        nargs="+",
+        default=["baseline", "ingest", "ingest-edge"],
+        choices=["baseline", "ingest", "ingest-edge"],
     )
     args = parser.parse_args()
     if args.quick:

@@ -34,7 +34,7 @@ async def create(settings: IngestSettings) -> ServiceApp:
     handlers.register(
         res.bus,
         sender,
-        keeper,
+        keeper if settings.media_consumer else None,
         settings.send_max_attempts,
         settings.media_max_attempts,
         settings.retry_scale,

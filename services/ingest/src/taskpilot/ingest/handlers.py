@@ -68,11 +68,14 @@ class MediaMessages:
 def register(
     bus: Bus,
     sender: SenderService,
-    keeper: MediaService,
+    keeper: MediaService | None,
     send_max_attempts: int,
     media_max_attempts: int,
     retry_scale: float = 1.0,
 ) -> None:
+    """``keeper`` None: the media consumer runs in another process."""
     subscribe(bus, sender_spec(send_max_attempts), SendWhatsAppMessage, sender.send)
     subscribe(bus, MARK_READ, MarkMessageRead, sender.mark_read)
-    subscribe(bus, media_spec(media_max_attempts, retry_scale), MediaMessages(), keeper.keep)
+    if keeper is not None:
+        spec = media_spec(media_max_attempts, retry_scale)
+        subscribe(bus, spec, MediaMessages(), keeper.keep)

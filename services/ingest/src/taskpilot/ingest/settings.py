@@ -29,6 +29,10 @@ class IngestSettings(CommonSettings):
     media_max_bytes: int = 16 * 1024 * 1024
     """Largest media kept, whatever Meta allows for its kind (documents go up to 100 MB)."""
     media_max_attempts: int = 5
+    media_consumer: bool = True
+    """Run the ``ingest-media`` consumer in this process. It reads every inbound message (a
+    quarter of the CPU of a webhook): at high webhook rates run it in a deployment of its own
+    and set this to false where the webhooks are served."""
 
     def media_store(self) -> str:
         return self.media_store_url or f"file://{(self.data_dir / 'media').resolve()}"
