@@ -43,6 +43,7 @@ async def connect(settings: CommonSettings, name: str, *, pool_size: int = 10) -
         publish_retry_s=settings.publish_retry_s,
         replicas=settings.stream_replicas,
         drain_timeout_s=settings.drain_timeout_s,
+        fair=settings.fair_consumers,
     )
     await bus.connect()
     await ensure_streams(bus.js, ALL_STREAMS + RUNTIME_STREAMS, replicas=settings.stream_replicas)

@@ -69,12 +69,14 @@ class Bus:
         publish_retry_s: float = 15.0,
         replicas: int = 1,
         drain_timeout_s: float = 20.0,
+        fair: bool = True,
     ):
         self.url = url
         self.name = name
         self.publish_retry_s = publish_retry_s
         self.replicas = replicas
         self.drain_timeout_s = drain_timeout_s
+        self.fair = fair
         self.consumers: list[PullConsumer] = []
         self._started = False
         self._leases: KeyValue | None = None
@@ -106,6 +108,9 @@ class Bus:
     def add_consumer(self, spec: ConsumerSpec, process: Process) -> PullConsumer:
         """Run ``process`` for every delivery of ``spec``'s durable consumer (from start)."""
         policy = spec.policy
+        # Without fairness (for comparison): stream order, as many in flight as workers, and
+        # one at a time for an ordered consumer (the behaviour before ADR 7).
+        lookahead = policy.lookahead if self.fair else (1 if policy.ordered else policy.workers)
         settings = PullSettings(
             stream=spec.stream.name,
             durable=spec.durable,
@@ -113,8 +118,8 @@ class Bus:
             ack_wait_s=policy.ack_wait_s,
             max_deliver=policy.max_deliver,
             workers=policy.workers,
-            lookahead=policy.lookahead,
-            tenant_cap=policy.tenant_cap,
+            lookahead=lookahead,
+            tenant_cap=policy.tenant_cap if self.fair else policy.workers,
             ordered=policy.ordered,
             # An ordered consumer waits for its open pull request to end before it hands its
             # deliveries back on stop (see PullConsumer.stop): keep those requests short.

@@ -166,3 +166,123 @@ def resolve_postgres(data_dir: Path, dbname: str = "taskpilot") -> str:
 
     server = get_server(data_dir / "postgres", cleanup_mode=None)
     return create_database(server.get_uri("postgres"), dbname)
+
+
+class _ExitedError(Exception):
+    pass
+
+
+def postgres_bindir() -> Path:
+    """The machine's PostgreSQL server binaries (Debian layout or ``pg_config``)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)
+    if found:
+        return found[0].parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
+        return Path(out.stdout.strip())
+    raise FileNotFoundError("no PostgreSQL server binaries (postgres, initdb) found")
+
+
+@dataclass
+class PostgresServer:
+    """A private PostgreSQL a test or benchmark owns: its own data directory, port and PID.
+
+    Started from the machine's binaries; as root it runs as the ``postgres`` system user (the
+    server refuses root), which must exist. Unlike the machine's shared server it may be
+    killed and restarted mid-test (chaos), and other sessions' connections cannot exhaust it.
+    """
+
+    root: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    max_connections: int = 400
+    home: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def _as_owner(self) -> dict[str, str]:
+        return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+    def _home(self) -> Path:
+        """Data and socket directory. As root it is a fresh directory of the postgres user
+        under the system temp dir (never loosening the permissions of ``root``'s parents)."""
+        if self.home is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                import pwd
+                import tempfile
+
+                owner = pwd.getpwnam("postgres")
+                self.home = Path(tempfile.mkdtemp(prefix="taskpilot-pg-"))
+                os.chown(self.home, owner.pw_uid, owner.pw_gid)
+            else:
+                self.home = self.root
+        return self.home
+
+    def start(self, timeout: float = 30.0) -> PostgresServer:
+        bindir = postgres_bindir()
+        home = self._home()
+        data = home / "data"
+        if not data.exists():
+            subprocess.run(  # type: ignore[call-overload]
+                [
+                    str(bindir / "initdb"),
+                    *("-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"),
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+                **self._as_owner(),
+            )
+        self.port = self.port or free_port(self.host)
+        deadline = time.monotonic() + timeout
+        while True:
+            log = open(self.root / "postgres.log", "ab")
+            self.process = subprocess.Popen(  # type: ignore[call-overload]
+                [
+                    str(bindir / "postgres"),
+                    *("-D", str(data), "-p", str(self.port), "-k", str(home)),
+                    *("-c", f"listen_addresses={self.host}"),
+                    *("-c", f"max_connections={self.max_connections}"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **self._as_owner(),
+            )
+
+            def up() -> bool:
+                if self.process is not None and self.process.poll() is not None:
+                    raise _ExitedError  # e.g. a killed predecessor's backends still hold on
+                return can_connect(self.admin_url)
+
+            try:
+                wait_until(up, max(1.0, deadline - time.monotonic()), f"postgres {self.port}", 0.1)
+                return self
+            except _ExitedError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"postgres on {self.port} did not start; see {self.root}")
+            time.sleep(0.5)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
+        """SIGINT: fast shutdown; SIGKILL: a crash (recovery runs on the next start)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def remove(self) -> None:
+        """Stop and delete the data directory."""
+        self.stop()
+        if self.home is not None and self.home != self.root:
+            shutil.rmtree(self.home, ignore_errors=True)

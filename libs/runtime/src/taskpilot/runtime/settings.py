@@ -45,6 +45,12 @@ class CommonSettings(BaseSettings):
         validation_alias="TASKPILOT_STREAM_REPLICAS",
         description="Replicas of every stream and runtime KV bucket (3 on a 3-node cluster)",
     )
+    fair_consumers: bool = Field(
+        default=True,
+        validation_alias="TASKPILOT_FAIR_CONSUMERS",
+        description="Per-tenant fair scheduling with lookahead (ADR 7); false serves every "
+        "consumer in stream order (one in flight per ordered consumer), for comparison",
+    )
     drain_timeout_s: float = Field(
         default=20.0,
         validation_alias="TASKPILOT_DRAIN_TIMEOUT_S",

@@ -34,6 +34,9 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
     CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS;
   END IF;
+-- Roles are per server, and each service migrates under its own lock: services starting
+-- together on a fresh server race to create it.
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 GRANT {APP_ROLE} TO CURRENT_USER;
 """
