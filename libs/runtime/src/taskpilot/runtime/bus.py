@@ -20,7 +20,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck, StorageType, StreamConfig, SubjectTransform
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -40,6 +40,15 @@ log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
 
 MSG_ID = "Nats-Msg-Id"
+
+
+_UNCONFIRMED = (
+    NatsTimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,  # no stream leader for a moment: a JetStream election
+    ServiceUnavailableError,
+)
+"""Publish failures that a retry with the same Nats-Msg-Id may resolve."""
 
 
 class PublishError(RuntimeError):
@@ -81,8 +90,9 @@ class Bus:
         self._started = False
         self._leases: KeyValue | None = None
         # FastStream logs every subscriber start at INFO; ours are reported by the host.
+        self.servers = [u.strip() for u in url.split(",") if u.strip()]  # a cluster: a,b,c
         self.broker = NatsBroker(
-            url,
+            self.servers,
             name=f"taskpilot-{name}",
             max_reconnect_attempts=-1,
             logger=logging.getLogger("taskpilot.faststream"),
@@ -102,7 +112,7 @@ class Bus:
 
     async def connect(self) -> None:
         self._nc = await nats.connect(
-            self.url, name=f"taskpilot-{self.name}-admin", max_reconnect_attempts=-1
+            self.servers, name=f"taskpilot-{self.name}-admin", max_reconnect_attempts=-1
         )
 
     def add_consumer(self, spec: ConsumerSpec, process: Process) -> PullConsumer:
@@ -203,7 +213,7 @@ class Bus:
                 ack = await self.js.publish(subject, body, headers=headers, stream=stream)
                 metrics.BUS_PUBLISHED.labels(stream=stream).inc()
                 return ack
-            except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+            except _UNCONFIRMED as exc:
                 if time.monotonic() + delay > deadline:
                     raise PublishError(f"publish to {subject} not confirmed: {exc!r}") from exc
                 log.warning("publish to %s not confirmed, retrying: %r", subject, exc)
