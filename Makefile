@@ -44,6 +44,7 @@ lint: install  ## ruff and mypy on every member
 
 bench: install  ## benchmarks; each prints its figures and writes bench/results/
 	$(PY) bench/pipeline.py
+	$(PY) bench/load.py
 
 docs: install  ## the event catalogue: JSON Schemas and the AsyncAPI document (docs/contracts/)
 	.venv/bin/taskpilot contracts export --out docs/contracts/schemas
