@@ -253,11 +253,13 @@ def line(label: str, f: dict[str, Any]) -> str:
 
 async def main_async(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tp-bench-ingest-"))
-    natses = {name: NatsServer(tmp / f"nats-{name}").start() for name in args.servers}
     dbname = scratch_database_name("tp_bench")
     database_url = create_database(args.admin_url, dbname)
+    natses: dict[str, NatsServer] = {}
     processes: list[ServiceProcess] = []
     try:
+        for name in args.servers:
+            natses[name] = NatsServer(tmp / f"nats-{name}").start()
         await seed_tenant(database_url)
         servers = start_servers(natses, database_url, tmp, dict(args.ingest_env))
         processes += servers.values()
