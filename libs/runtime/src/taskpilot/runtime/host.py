@@ -23,6 +23,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -99,17 +100,35 @@ async def _stop(
         _, pending = await asyncio.wait([*http, *drains], timeout=timeout + 5.0)
         if pending:
             log.warning("%d HTTP servers or consumers did not stop in time", len(pending))
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, *drains, return_exceptions=True)
+    await _cancel(tasks + drains, timeout=5.0)
     for app in reversed(apps):
         for hook in app.on_stop:
-            with contextlib.suppress(Exception):
-                await hook()
+            await _bounded(hook(), 10.0, f"{app.name} stop hook")
         if app.bus is not None:
-            with contextlib.suppress(Exception):
-                await app.bus.close()
+            await _bounded(app.bus.close(), timeout + 5.0, f"{app.name} bus close")
     log.info("stopped %s", ", ".join(a.name for a in apps))
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    """Cancel and wait, bounded: a task that swallows its cancellation is named, not awaited
+    forever (a stop that hangs is worse than one that leaves a task behind)."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        log.error("task %s did not end when cancelled; left behind", task.get_name())
+
+
+async def _bounded(step: Awaitable[Any], timeout: float, what: str) -> None:
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait([task], timeout=timeout)
+    if not done:
+        log.error("%s did not finish in %.0f s; cancelled", what, timeout)
+        await _cancel([task], timeout=2.0)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("%s failed: %r", what, task.exception())
 
 
 def run(main: Awaitable[None]) -> None:

@@ -133,8 +133,7 @@ class Lease:
         revision, self._revision = self._revision, None
         if self._renewer is not None:
             self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+            await asyncio.wait([self._renewer], timeout=5.0)
         if revision is None:
             return
         with contextlib.suppress(Exception):

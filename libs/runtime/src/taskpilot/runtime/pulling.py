@@ -184,9 +184,7 @@ class PullConsumer:
             # that would reorder a key. Let it end (at most its expiry) before handing back.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(request.finished.wait(), self.settings.expires_s + 1.0)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancelled(self._tasks, self.settings.durable)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -194,9 +192,8 @@ class PullConsumer:
         if self._queue.in_flight:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), drain_timeout)
-        for worker in self._workers:
-            worker.cancel()  # a handler still running past the drain timeout is naked
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        # A handler still running past the drain timeout is cancelled (its delivery naked).
+        await _cancelled(self._workers, self.settings.durable)
         await self._give_back(list(self._owned.values()))
         with contextlib.suppress(Exception):
             await self._nc().flush(timeout=5)
@@ -347,6 +344,10 @@ class PullConsumer:
         while True:
             taken = self._queue.take() if self.started else None  # stopping: no new work
             if taken is None:
+                if not self.started:
+                    # Stopping: nothing new is taken. Returning (rather than waiting to be
+                    # cancelled) also ends a worker whose handler swallowed the cancellation.
+                    return
                 self._work.clear()
                 await self._work.wait()
                 continue
@@ -420,3 +421,15 @@ class PullConsumer:
     @property
     def in_flight(self) -> int:
         return self._queue.in_flight
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]], durable: str, timeout: float = 5.0) -> None:
+    """Cancel and wait, bounded: a task that swallowed its cancellation is named and left,
+    never awaited forever (a stop that hangs blocks the whole process's shutdown)."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        log.error("%s: task %s did not end when cancelled", durable, task.get_name())
