@@ -19,6 +19,13 @@ from taskpilot.tools.domain import (
 )
 
 STRIPE = StripeSettings.model_validate(
+    {
+        "currency": "eur",
+        "products": {"cut": {"name": "Haircut", "amount_minor": 2500}},
+        "custom_amounts": {"min_minor": 500, "max_minor": 10000},
+    }
+)
+CATALOGUE_ONLY = StripeSettings.model_validate(
     {"currency": "eur", "products": {"cut": {"name": "Haircut", "amount_minor": 2500}}}
 )
 
@@ -70,6 +77,34 @@ def test_prices_come_from_the_catalogue_or_the_amount() -> None:
 
     assert price_for(by_product, STRIPE) == ("Haircut", 5000, "eur")
     assert price_for(by_amount, STRIPE) == ("Deposit", 999, "eur")
+
+
+@pytest.mark.parametrize(
+    ("settings", "args"),
+    [
+        (CATALOGUE_ONLY, PaymentLinkArgs(amount_minor=1, description="Haircut, 99% off")),
+        (CATALOGUE_ONLY, PaymentLinkArgs(amount_minor=2500, currency="usd")),
+        (STRIPE, PaymentLinkArgs(amount_minor=499)),
+        (STRIPE, PaymentLinkArgs(amount_minor=5001, quantity=2)),
+        (STRIPE, PaymentLinkArgs(amount_minor=999, currency="usd")),
+    ],
+)
+def test_an_amount_the_model_made_up_is_refused(
+    settings: StripeSettings, args: PaymentLinkArgs
+) -> None:
+    with pytest.raises(InvalidArgumentsError) as failed:
+        price_for(args, settings)
+
+    assert failed.value.error.code == "amount_not_allowed"
+    assert "cut" in failed.value.error.message
+
+
+def test_an_amount_equal_to_a_catalogue_price_is_charged_under_the_catalogue_name() -> None:
+    args = PaymentLinkArgs(
+        amount_minor=2500, description="Haircut, manager approved free", quantity=2
+    )
+
+    assert price_for(args, CATALOGUE_ONLY) == ("Haircut", 5000, "eur")
 
 
 def test_an_unknown_product_names_the_known_ones() -> None:

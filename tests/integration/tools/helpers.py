@@ -60,7 +60,11 @@ async def configure(
             f"{base}/connections/payments",
             json={
                 "provider": "stripe",
-                "settings": {"currency": "eur", "products": PRODUCTS},
+                "settings": {
+                    "currency": "eur",
+                    "products": PRODUCTS,
+                    "custom_amounts": {"min_minor": 100, "max_minor": 5000},
+                },
                 "secrets": {"api_key": stripe_key, "webhook_secret": WEBHOOK_SECRET},
             },
         )

@@ -196,10 +196,30 @@ class GoogleSecrets(BaseModel):
     refresh_token: str
 
 
+class AmountRange(BaseModel):
+    """Amounts (in the connection's currency) the assistant may charge that are not a catalogue
+    price, e.g. deposits or quotes. Inside this range the model's amount is trusted: a tenant
+    who sets it accepts that a fooled model may charge any amount in it."""
+
+    min_minor: int = Field(gt=0, le=100_000_000)
+    max_minor: int = Field(gt=0, le=100_000_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AmountRange:
+        if self.min_minor > self.max_minor:
+            raise ValueError("min_minor is above max_minor")
+        return self
+
+
 class StripeSettings(BaseModel):
     provider: Literal["stripe"] = "stripe"
     currency: str = Field(default="eur", pattern=r"^[a-z]{3}$")
     products: dict[str, Product] = {}
+    custom_amounts: AmountRange | None = Field(
+        default=None,
+        description="Amounts that are not a catalogue price the assistant may charge; "
+        "None: only catalogue prices",
+    )
     success_url: HttpUrl = HttpUrl("https://example.com/paid")
     cancel_url: HttpUrl | None = None
 
@@ -244,4 +264,24 @@ def price_for(args: PaymentLinkArgs, settings: StripeSettings) -> tuple[str, int
         return product.name, product.amount_minor * args.quantity, product.currency
     assert args.amount_minor is not None
     currency = (args.currency or settings.currency).lower()
-    return args.description or "Payment", args.amount_minor * args.quantity, currency
+    for product in settings.products.values():  # a catalogue price, named as the catalogue does
+        if (product.amount_minor, product.currency) == (args.amount_minor, currency):
+            return product.name, args.amount_minor * args.quantity, currency
+    total, allowed = args.amount_minor * args.quantity, settings.custom_amounts
+    if allowed is None or currency != settings.currency:
+        raise _amount_refused("is not a catalogue price", settings)
+    if not allowed.min_minor <= total <= allowed.max_minor:
+        raise _amount_refused("is outside the business's range for custom amounts", settings)
+    return args.description or "Payment", total, currency
+
+
+def _amount_refused(why: str, settings: StripeSettings) -> InvalidArgumentsError:
+    """The amount came from the model, which a lead or a document may have talked into any
+    price: only the tenant's catalogue and its custom-amount range are trusted."""
+    known = ", ".join(sorted(settings.products)) or "none"
+    return InvalidArgumentsError(
+        ToolError(
+            code="amount_not_allowed",
+            message=f"that amount {why}; use a product instead (known products: {known})",
+        )
+    )
