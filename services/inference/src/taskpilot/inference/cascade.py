@@ -24,7 +24,7 @@ from taskpilot.inference.adapters.llm import (
     ModelRequestError,
     ModelUnavailableError,
 )
-from taskpilot.inference.domain import toolspec
+from taskpilot.inference.domain import guard, toolspec
 from taskpilot.inference.domain.answers import InvalidAnswerError, numbers, parse_answer, problem
 from taskpilot.inference.domain.decisions import Allowance, Decision, ModelTier, hand_off
 from taskpilot.inference.domain.intents import IntentGuess
@@ -39,6 +39,11 @@ ESCALATIONS = Counter(
 MODEL_FAILURES = Counter(
     "taskpilot_inference_model_failures_total", "Model calls that failed, by error", ["error"]
 )
+PROMPT_LEAKS = Counter(
+    "taskpilot_inference_prompt_leaks_total",
+    "Replies withheld because they repeated the assistant's instructions",
+)
+LEAK_REASON = "the reply repeated the assistant's instructions"
 
 
 @dataclass
@@ -150,6 +155,12 @@ class Cascade:
             answer = parse_answer(result.content)
         except InvalidAnswerError as exc:
             return _Escalate(f"invalid answer: {exc}")
+        if guard.quotes_instructions(answer.reply, str(turn.messages[0]["content"])):
+            # A model talked into reciting its rules is not asked again: a person takes over.
+            PROMPT_LEAKS.inc()
+            log.warning("%s reply for %s repeated the instructions: withheld", tier, turn.tenant_id)
+            outcome.decision = hand_off(turn.profile, turn.guess, LEAK_REASON, tier)
+            return None
         tool_text = json.dumps([r.model_dump() for r in turn.tool_results], default=str)
         if answer.status == "handoff":
             text = answer.reply if not numbers(answer.reply) else None
