@@ -6,15 +6,34 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from taskpilot.contracts import conversation as ev
-from taskpilot.contracts.dlq import UNKNOWN_TENANT, DeadLettered
+from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.subjects import ALL_STREAMS
 from taskpilot.contracts.tools import BookingCancelled, PaymentReceived, SlotBooked
+from taskpilot.tenancy.access import (
+    GRANTS,
+    Action,
+    ForbiddenError,
+    NotAuthenticatedError,
+    Principal,
+    Role,
+    claim,
+    principal_from_claims,
+)
+
+__all__ = [
+    "GRANTS",
+    "Action",
+    "ForbiddenError",
+    "NotAuthenticatedError",
+    "Principal",
+    "Role",
+    "claim",
+    "principal_from_claims",
+]
 
 Projectable = ev.ConversationEvent | SlotBooked | BookingCancelled | PaymentReceived | DeadLettered
 """Every event a read model is built from."""
@@ -39,104 +58,7 @@ def effective_status(row: dict[str, Any], now: datetime) -> str:
     return str(row["status"])
 
 
-# -- who may do what ------------------------------------------------------------------------
-
-
-class Role(StrEnum):
-    OWNER = "owner"
-    """Runs the business: everything in their tenant, including set-up and erasure."""
-    AGENT = "agent"
-    """Answers leads: reads conversations, takes over, replies, hands back; edits FAQs."""
-    OPERATOR = "operator"
-    """Runs the installation: everything, in every tenant."""
-
-
-class Action(StrEnum):
-    READ = "read"
-    CONVERSE = "converse"
-    EDIT_KNOWLEDGE = "edit_knowledge"
-    CONFIGURE = "configure"
-    EXPORT = "export"
-    ERASE = "erase"
-    HANDLE_DEAD_LETTERS = "handle_dead_letters"
-    LIST_TENANTS = "list_tenants"
-
-
-GRANTS: dict[Role, frozenset[Action]] = {
-    Role.AGENT: frozenset({Action.READ, Action.CONVERSE, Action.EDIT_KNOWLEDGE}),
-    Role.OWNER: frozenset(set(Action) - {Action.LIST_TENANTS}),
-    Role.OPERATOR: frozenset(Action),
-}
-
-
-class NotAuthenticatedError(Exception):
-    """No token, or a token that does not verify."""
-
-
-class ForbiddenError(Exception):
-    """A valid token that does not allow this action on this tenant."""
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who calls the dashboard API, from their verified token."""
-
-    subject: str
-    tenant_id: str | None
-    roles: frozenset[Role]
-    name: str | None = None
-    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def is_operator(self) -> bool:
-        return Role.OPERATOR in self.roles
-
-    def may(self, action: Action, tenant_id: str) -> bool:
-        if not any(action in GRANTS[r] for r in self.roles):
-            return False
-        if self.is_operator:
-            return True
-        return tenant_id == self.tenant_id and tenant_id != UNKNOWN_TENANT
-
-    def require(self, action: Action, tenant_id: str) -> None:
-        if not self.may(action, tenant_id):
-            raise ForbiddenError(f"{action.value} on tenant {tenant_id!r} is not allowed")
-
-    @property
-    def agent(self) -> str:
-        """How a person is named in the conversation's history (takeover, replies)."""
-        return self.name or self.subject
-
-
-def principal_from_claims(claims: dict[str, Any], tenant_claim: str, roles_claim: str) -> Principal:
-    """A principal from verified claims; unknown roles are ignored, no role means no access."""
-    raw_roles = claim(claims, roles_claim)
-    names = [raw_roles] if isinstance(raw_roles, str) else list(raw_roles or [])
-    roles = frozenset(Role(r) for r in names if r in Role.__members__.values())
-    if not roles:
-        raise ForbiddenError("the token carries no TaskPilot role (owner, agent or operator)")
-    tenant = claim(claims, tenant_claim)
-    if tenant is None and Role.OPERATOR not in roles:
-        raise ForbiddenError(f"the token carries no tenant ({tenant_claim!r} claim)")
-    return Principal(
-        subject=str(claims.get("sub") or "unknown"),
-        tenant_id=None if tenant is None else str(tenant),
-        roles=roles,
-        name=claims.get("email") or claims.get("name"),
-        claims=claims,
-    )
-
-
-def claim(claims: dict[str, Any], path: str) -> Any:
-    """A claim by name, or by dotted path into nested objects (``realm_access.roles``)."""
-    if path in claims:
-        return claims[path]
-    value: Any = claims
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
+# -- who may do what: shared by every service (taskpilot.tenancy.access) ---------------------
 
 
 # -- figures --------------------------------------------------------------------------------
