@@ -1,14 +1,17 @@
 """Lifecycle jobs against a real PostgreSQL event store, a real NATS and a local archive.
 
 Conversations are written through the Conversations application (the real aggregate and
-store); the relay is marked caught up, as it would be long before anything is idle.
+store); the relay is marked caught up, as it would be long before anything is idle. A test
+that needs the read models takes the ``analytics`` fixture: the real relay publishes the
+history and analytics' projector consumes it (on the suite's own NATS server, so durable
+consumer names are not shared with other suites).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.servers import NatsServer
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.tenancy import BusinessProfile, SecretBox, Tenant, TenantDirectory, TenantSecrets
+from tests.integration.lifecycle.analytics import Analytics, running_analytics
 
 
 @dataclass
@@ -98,10 +102,18 @@ async def add_tenant(directory: TenantDirectory, tenant: str, **profile: Any) ->
     )
 
 
+@pytest.fixture(scope="module")
+def lifecycle_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats-lifecycle")).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 async def world(
-    fresh_database_url: str, nats_server: NatsServer, tmp_path: Path
+    fresh_database_url: str, lifecycle_nats: NatsServer, tmp_path: Path
 ) -> AsyncIterator[World]:
+    nats_server = lifecycle_nats
     settings = ConversationSettings(
         nats_url=nats_server.url,
         database_url=fresh_database_url,
@@ -124,3 +136,11 @@ async def world(
         app.close()
         await bus.close()
         await pool.close()
+
+
+@pytest.fixture
+async def analytics(world: World) -> AsyncIterator[Analytics]:
+    async with running_analytics(
+        world.settings.nats_url, world.database_url, world.app, world.bus, world.tenants
+    ) as side:
+        yield side

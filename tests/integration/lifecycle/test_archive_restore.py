@@ -1,5 +1,7 @@
 """Archive 1,000 conversations of two tenants, restore a sample: histories come back
-byte-for-byte, the hot store is empty of them meanwhile, and each move is announced once."""
+byte-for-byte, the hot store is empty of them meanwhile, each move is announced once, and the
+analytics totals are number-for-number those of before the archive, after the restore, and
+after a rebuild of the read models from the streams."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from taskpilot.contracts import subjects
 from taskpilot.conversation.domain import conversation_id
 from taskpilot.conversation.gdpr import stored_count
 from taskpilot.conversation.service import ConversationNotFoundError
+from tests.integration.lifecycle.analytics import Analytics
 from tests.integration.lifecycle.conftest import World, add_tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -31,7 +34,9 @@ async def announced(world: World, tenant: str, event: str) -> int:
     return await stored_count(world.bus, subjects.CONVERSATION.name, subject)
 
 
-async def test_archive_then_restore_gives_back_the_same_histories(world: World) -> None:
+async def test_archive_then_restore_gives_back_the_same_histories_and_totals(
+    world: World, analytics: Analytics
+) -> None:
     a, b = "la" + uuid.uuid4().hex[:6], "lb" + uuid.uuid4().hex[:6]
     await add_tenant(world.tenants, a)
     await add_tenant(world.tenants, b, archive_after_days=30)
@@ -41,8 +46,10 @@ async def test_archive_then_restore_gives_back_the_same_histories(world: World) 
     conv = world.app.get(a, conversation_id(a, active))
     conv.receive("wamid.again", "text", "still there?", None, "cause")
     world.app.save(conv)
-    world.mark_relayed()
+    await analytics.relay_all()
     before = {(t, lead): history(world, t, lead) for t, ls in leads.items() for lead in ls}
+    totals = {t: await analytics.totals(t) for t in (a, b)}
+    assert totals[a]["conversations"] == 502 and totals[b]["messages_in"] == 500
 
     reports = {t: await world.lifecycle.archive(t, LATER) for t in (a, b)}
 
@@ -53,6 +60,7 @@ async def test_archive_then_restore_gives_back_the_same_histories(world: World) 
         assert world.hot_events(tenant, lead) == 0 and world.archived_object(tenant, lead)
     assert await announced(world, a, "archived") == 500
     assert await announced(world, b, "archived") == 500
+    assert {t: await analytics.totals(t) for t in (a, b)} == totals
 
     sample = random.Random(12).sample(sorted(before), 40)
     for tenant, lead in sample[:39]:
@@ -63,6 +71,9 @@ async def test_archive_then_restore_gives_back_the_same_histories(world: World) 
         assert history(world, tenant, lead) == before[(tenant, lead)]
         assert not world.archived_object(tenant, lead)
     assert await announced(world, a, "restored") + await announced(world, b, "restored") == 40
+    assert {t: await analytics.totals(t) for t in (a, b)} == totals
+    assert await analytics.rebuild() > 4000  # from the streams: archiving removed nothing
+    assert {t: await analytics.totals(t) for t in (a, b)} == totals
 
     # Replay works: a restored conversation takes the next message at the next version.
     tenant, lead = sample[0]
