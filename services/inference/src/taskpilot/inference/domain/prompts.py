@@ -1,11 +1,13 @@
 """Prompt assembly: system rules, the business profile, retrieved knowledge as delimited data,
 recent history, tool results, and the lead's message. Pure.
 
-Injection resistance rests on three things: only the first system message holds instructions;
-everything retrieved or written by a lead sits inside ``<<data-NONCE ...>>`` blocks whose nonce
-is random per request (a document cannot forge the end marker, and ``<<``/``>>`` inside data
-are defused anyway); and the tools offered are computed from the tenant's configuration, not
-from anything a prompt says, and every call is checked again against that list.
+Injection resistance rests on three things: only the one system message holds instructions;
+everything retrieved or written by a lead sits in user-role messages (which the providers'
+instruction hierarchies rank below the system message), inside ``<<data-NONCE ...>>`` blocks
+whose nonce is random per request (a document cannot forge the end marker, and ``<<``/``>>``
+inside data are defused anyway); and the tools offered are computed from the tenant's
+configuration, not from anything a prompt says, and every call is checked again against that
+list. A reply that recites the system message is withheld (:mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ Answer with one JSON object and nothing else:
 {{"reply": "<your message to the lead: at most 3 short sentences>", "sources": [<block \
 numbers>], "status": "answered" | "unsure" | "handoff", "personal": true | false}}"""
 
-PROMPT_VERSION = "p1-" + hashlib.sha256(SYSTEM.encode()).hexdigest()[:8]
+PROMPT_VERSION = "p2-" + hashlib.sha256(SYSTEM.encode()).hexdigest()[:8]
 """Part of the semantic cache's scope: editing the prompt starts with an empty cache."""
 
 
@@ -117,7 +119,8 @@ def assemble(
         context.append(_block(nonce, 'kind="knowledge"', "(nothing relevant was found)"))
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": system},
-        {"role": "system", "content": "\n\n".join(context)},
+        # data, not instructions: never in a system-role message
+        {"role": "user", "content": "\n\n".join(context)},
     ]
     for turn in list(history)[-HISTORY_TURNS:]:
         role = "user" if turn.role == "lead" else "assistant"
