@@ -285,9 +285,10 @@ def composed(conversation) -> Conversation:
 def test_a_sent_reply_is_recorded_once(composed) -> None:
     assert composed.sent("wamid.1", "wamid.out.1", "sent-1", "wamid.1") is True
 
-    [sent] = composed.collect_events()
+    sent, finished = composed.collect_events()
     assert type(sent).__name__ == "ReplySent"
     assert (sent.turn_id, sent.wamid) == ("wamid.1", "wamid.out.1")
+    assert type(finished).__name__ == "TurnFinished"
     assert composed.sent("wamid.1", "wamid.out.1", "sent-1", "wamid.1") is False
     assert composed.collect_events() == []
 
@@ -1035,3 +1036,159 @@ def test_the_handoff_after_too_many_tool_rounds_tells_the_lead(conversation) -> 
 
     composed = next(e for e in conversation.collect_events() if type(e).__name__ == "ReplyComposed")
     assert composed.reply["text"] == "One moment please."
+
+
+# -- finished turns (the lead's memory) ----------------------------------------------------
+
+
+def finished(conversation: Conversation) -> list[tuple[str, str, str, str]]:
+    return [
+        (e.turn_id, e.lead_text, e.reply_text, e.by)
+        for e in conversation.collect_events()
+        if type(e).__name__ == "TurnFinished"
+    ]
+
+
+def test_a_turn_finishes_when_its_reply_reached_the_lead(conversation) -> None:
+    receive(conversation, "wamid.1", "do you open on sundays?", debounce=True)
+    receive(conversation, "wamid.2", "and on holidays?", debounce=True)
+    conversation.flush("burst-1")
+    conversation.compose("wamid.2", reply("Sundays 10 to 14, holidays closed."), "reply-1")
+    assert finished(conversation) == []  # composed is not yet received
+
+    conversation.sent("wamid.2", "wamid.out.1", "sent-1", "wamid.2")
+
+    assert finished(conversation) == [
+        (
+            "wamid.2",
+            "do you open on sundays?\nand on holidays?",
+            "Sundays 10 to 14, holidays closed.",
+            "assistant",
+        )
+    ]
+    assert conversation.unfinished == {}
+    conversation.sent("wamid.2", "wamid.out.1", "sent-1", "wamid.2")
+    assert finished(conversation) == []  # once
+
+
+def test_a_reply_that_failed_is_never_remembered(composed) -> None:
+    composed.failed("wamid.1", "unreachable", 131026, "failed-1", "wamid.1")
+    composed.sent("wamid.1", "wamid.out.1", "sent-1", "wamid.1")
+
+    assert finished(composed) == []
+    assert composed.unfinished == {}
+
+
+def test_a_silent_turn_and_a_payments_thanks_finish_no_turn(conversation) -> None:
+    receive(conversation, "wamid.1", at=datetime.now(UTC))
+    conversation.compose("wamid.1", reply(None, tier="L0", source="silence"), "reply-1")
+    conversation.payment_received("cs_1", 1500, "eur", "Thanks!", datetime.now(UTC), "pay-1")
+    conversation.sent("payment-cs_1", "wamid.out.1", "sent-1", "payment:cs_1")
+
+    assert finished(conversation) == []
+
+
+def test_a_human_reply_finishes_the_turn_of_what_the_lead_wrote_since(conversation) -> None:
+    now = datetime.now(UTC)
+    receive(conversation, "wamid.1", "hi", at=now)
+    conversation.compose("wamid.1", reply("Hello!"), "reply-1")
+    conversation.take_over("ana", "agent:ana")
+    receive(conversation, "wamid.2", "I want a refund", at=now)
+    receive(conversation, "wamid.3", "for order 42", at=now)
+    turn_id = conversation.human_reply("ana", "Refund done.", now, "agent:ana")
+    conversation.collect_events()
+
+    conversation.sent(turn_id, "wamid.out.h", "sent-h", turn_id)
+
+    assert finished(conversation) == [
+        (turn_id, "I want a refund\nfor order 42", "Refund done.", "ana")
+    ]
+
+
+# -- the 24-hour window, the bot's side ----------------------------------------------------
+
+TEMPLATE = {"name": "reply_ready", "language": "es_ES", "components": []}
+
+
+@pytest.fixture
+def late(conversation) -> Conversation:
+    """A turn whose answer comes 25 hours after the lead wrote (a long tool round, a timer)."""
+    receive(conversation, "wamid.1", "can you book me?", at=datetime.now(UTC) - timedelta(hours=25))
+    conversation.collect_events()
+    return conversation
+
+
+def test_a_reply_after_the_window_becomes_the_tenants_template(late) -> None:
+    assert late.compose(
+        "wamid.1", reply("Booked!"), "reply-1", now=datetime.now(UTC), template=TEMPLATE
+    )
+
+    composed, closed, template = late.collect_events()
+    assert (type(composed).__name__, composed.reply["withheld"]) == (
+        "ReplyComposed",
+        "window_closed",
+    )
+    assert composed.reply["text"] == "Booked!"  # kept for whoever reads the timeline
+    assert type(closed).__name__ == "WindowClosed"
+    assert (type(template).__name__, template.template) == ("TemplateSent", TEMPLATE)
+    assert late.mode == "bot"
+    assert late.replies == {"wamid.1": "[template reply_ready]"}
+    assert "Booked!" not in [h["text"] for h in late.history]  # the lead never saw it
+
+
+def test_a_reply_after_the_window_without_a_template_hands_off(late) -> None:
+    late.compose("wamid.1", reply("Booked!"), "reply-1", now=datetime.now(UTC))
+
+    assert names(late) == ["ReplyComposed", "WindowClosed", "HandedOff"]
+    assert late.mode == "human" and late.replies == {}
+
+
+def test_a_handoff_reply_after_the_window_hands_off_once(late) -> None:
+    late.compose("wamid.1", handoff(), "reply-1", now=datetime.now(UTC), template=TEMPLATE)
+
+    assert names(late) == ["ReplyComposed", "WindowClosed", "TemplateSent", "HandedOff"]
+
+
+def test_a_reply_inside_the_window_is_sent_as_composed(conversation) -> None:
+    receive(conversation, "wamid.1", at=datetime.now(UTC) - timedelta(hours=23))
+    conversation.collect_events()
+
+    conversation.compose("wamid.1", reply("Hi!"), "r", now=datetime.now(UTC), template=TEMPLATE)
+
+    [composed] = conversation.collect_events()
+    assert "withheld" not in composed.reply and conversation.replies == {"wamid.1": "Hi!"}
+
+
+def test_a_holding_reply_after_the_window_becomes_the_template(late) -> None:
+    late.deadline_passed("wamid.1", "One moment", "d", now=datetime.now(UTC), template=TEMPLATE)
+
+    assert names(late) == [
+        "TurnTimedOut",
+        "ReplyComposed",
+        "WindowClosed",
+        "TemplateSent",
+        "HandedOff",
+    ]
+
+
+def test_a_template_turn_finishes_with_the_leads_words_and_no_reply_text(late) -> None:
+    late.compose("wamid.1", reply("Booked!"), "reply-1", now=datetime.now(UTC), template=TEMPLATE)
+    late.sent("wamid.1", "wamid.out.1", "sent-1", "wamid.1")
+
+    assert finished(late) == [("wamid.1", "can you book me?", "", "assistant")]
+
+
+def test_a_payment_after_the_window_is_thanked_by_template_or_not_at_all(late) -> None:
+    now = datetime.now(UTC)
+    late.payment_received("cs_1", 1500, "eur", "Thanks!", now, "pay-1")
+    assert names(late) == ["PaymentConfirmed"]  # no template: nothing a person must do
+
+    late.payment_received("cs_2", 1500, "eur", "Thanks!", now, "pay-2", TEMPLATE)
+    assert names(late) == ["PaymentConfirmed", "ReplyComposed", "WindowClosed", "TemplateSent"]
+    assert late.mode == "bot"
+
+
+def test_a_snapshot_from_before_unfinished_existed_is_upcast() -> None:
+    state: dict[str, Any] = {"mode": "bot"}
+    Conversation.upcast_v1_v2(state)
+    assert state == {"mode": "bot", "payments": {}, "unfinished": {}}

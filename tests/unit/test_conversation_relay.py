@@ -86,6 +86,7 @@ def test_the_stored_history_is_what_the_scenario_did(events) -> None:
         "ReplyRequested",
         "ReplyComposed",
         "ReplySent",
+        "TurnFinished",
         "MessageReceived",
         "ReplyRequested",
         "ReplyComposed",
@@ -246,6 +247,7 @@ def test_public_conversation_events_go_to_their_own_subjects(events) -> None:
         f"conversation.acme.{LEAD}.reply_requested",
         f"conversation.acme.{LEAD}.reply_composed",
         f"conversation.acme.{LEAD}.reply_sent",
+        f"conversation.acme.{LEAD}.turn_finished",
         f"conversation.acme.{LEAD}.reply_failed",
         f"conversation.acme.{LEAD}.handed_off",
         "inference.acme.generate_reply",
@@ -312,6 +314,7 @@ def test_the_orchestration_history_is_what_the_scenario_did(orchestration) -> No
         "ReplyRequested",
         "ReplyComposed",
         "ReplySent",
+        "TurnFinished",
         "ReplyStatusChanged",
         "ReplyStatusChanged",
         "MessageReceived",
@@ -515,6 +518,7 @@ def test_the_orchestration_publishes_to_these_subjects(orchestration) -> None:
         "tool_result_recorded",
         "reply_composed",
         "reply_sent",
+        "turn_finished",
         "reply_status_changed",
         "turn_timed_out",
         "handed_off",
@@ -640,3 +644,55 @@ def test_a_message_debounced_while_tools_run_keeps_its_burst_timer() -> None:
     assert [type(e).__name__ for e in events][-2:] == ["ToolCallCompleted", "ReplyRequested"]
     assert c.pending  # wamid.2 waits for its burst to end
     assert ("burst", "") in armed(events)
+
+
+# -- finished turns and the 24-hour window -------------------------------------------------
+
+
+def test_a_finished_turn_is_published_for_the_leads_memory(events) -> None:
+    [turn] = messages(the(events, "TurnFinished"))
+
+    assert isinstance(turn, public.TurnFinished)
+    assert (turn.turn_id, turn.lead_text, turn.reply_text, turn.by) == (
+        "wamid.1",
+        "how much is a haircut?",
+        "A haircut is 15 EUR.",
+        "assistant",
+    )
+    assert turn.subject() == f"conversation.acme.{LEAD}.turn_finished"
+
+
+TEMPLATE = {"name": "reply_ready", "language": "es_ES", "components": []}
+
+
+@pytest.fixture(scope="module")
+def late() -> list[Any]:
+    """A reply composed 25 hours after the lead wrote, in a tenant with a template."""
+    app = Conversations(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    now = datetime.now(UTC)
+    c = Conversation(TENANT, LEAD, NUMBER)
+    c.receive("wamid.1", "text", "book me", "Ana", "in-1", at=now - timedelta(hours=25))
+    c.compose("wamid.1", reply("Booked!"), "gen-1", now=now, template=TEMPLATE)
+    app.save(c)
+    return stored_events(app)
+
+
+def test_a_withheld_reply_is_published_but_never_sent(late) -> None:
+    [composed] = messages(the(late, "ReplyComposed"))
+
+    assert isinstance(composed, public.ReplyComposed)
+    assert (composed.text, composed.withheld) == ("Booked!", "window_closed")
+
+
+def test_a_template_turn_sends_the_template_instead(late) -> None:
+    [closed] = messages(the(late, "WindowClosed"))
+    [event, send] = messages(the(late, "TemplateSent"))
+
+    assert isinstance(closed, public.WindowClosed)
+    assert isinstance(event, public.TemplateSent)
+    assert (event.turn_id, event.template, event.language) == ("wamid.1", "reply_ready", "es_ES")
+    assert isinstance(send, SendWhatsAppMessage)
+    assert send.text is None and send.template is not None
+    assert send.template.model_dump() == TEMPLATE
+    assert (send.to, send.reference, send.causation_id) == (LEAD, "wamid.1", str(event.event_id))
+    assert type(send).from_bytes(send.to_bytes()) == send

@@ -46,8 +46,9 @@ def inbound(
     wamid: str,
     body: str = "hola",
     tenant: str = TENANT,
-    at: datetime = LONG_AGO,
+    at: datetime | None = None,
 ) -> WhatsAppMessageReceived:
+    """A lead's message, written ``at`` (default: just now, inside the 24-hour window)."""
     return WhatsAppMessageReceived(
         tenant_id=tenant,
         correlation_id=wamid,
@@ -55,7 +56,7 @@ def inbound(
         phone_number_id=NUMBER,
         lead=LEAD,
         lead_name="Ana",
-        wa_timestamp=at,
+        wa_timestamp=at or datetime.now(UTC),
         content=TextContent(body=body),
     )
 
@@ -150,7 +151,9 @@ def test_send_outcomes_are_recorded(app) -> None:
 
     assert app.sent(sent) is True
     assert app.sent(sent) is False
-    assert stored(app)[-1] == "ReplySent"
+    assert stored(app)[-2:] == ["ReplySent", "TurnFinished"]
+    [finished] = data_of(app, "TurnFinished")
+    assert (finished["lead_text"], finished["reply_text"]) == ("hola", "Hi!")
 
 
 def test_a_send_failure_hands_the_conversation_off(app) -> None:

@@ -95,6 +95,13 @@ class ReplyComposed(ConversationEvent):
     cache_hit: bool = False
     citations: list[Citation] = []
     latency_ms: float = 0.0
+    withheld: str | None = Field(
+        default=None,
+        description=(
+            "Why the text was not sent to the lead: 'window_closed' (composed after WhatsApp's "
+            "24-hour window; a TemplateSent or a hand-off follows)"
+        ),
+    )
 
 
 class ReplySent(ConversationEvent):
@@ -121,11 +128,35 @@ class ReplyFailed(ConversationEvent):
 
 
 class WindowClosed(ConversationEvent):
-    """Meta refused a free-form message: the 24-hour window had closed."""
+    """The 24-hour window had closed: Meta refused a free-form message, or the reply was
+    composed after the window closed (and withheld)."""
 
     EVENT: ClassVar[str] = "window_closed"
 
     turn_id: str
+
+
+class TemplateSent(ConversationEvent):
+    """The tenant's approved template went to the lead instead of a free-form reply (after the
+    24-hour window only a template may reach them)."""
+
+    EVENT: ClassVar[str] = "template_sent"
+
+    turn_id: str
+    template: str = Field(description="The template's name")
+    language: str
+
+
+class TurnFinished(ConversationEvent):
+    """A turn reached the lead: what they wrote and the answer they got (by the assistant or a
+    person; empty after a template). The lead's long-term memory keeps it."""
+
+    EVENT: ClassVar[str] = "turn_finished"
+
+    turn_id: str
+    lead_text: str
+    reply_text: str
+    by: str = Field(default="assistant", description="assistant, or the agent's id")
 
 
 class ConversationHandedOff(ConversationEvent):
@@ -237,6 +268,8 @@ CONVERSATION_EVENTS: tuple[type[ConversationEvent], ...] = (
     ReplyStatusChanged,
     ReplyFailed,
     WindowClosed,
+    TemplateSent,
+    TurnFinished,
     ConversationHandedOff,
     HumanReplied,
     BotResumed,

@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from taskpilot.contracts.envelope import TenantId
+from taskpilot.contracts.whatsapp import TemplateMessage
 from taskpilot.tenancy.secrets import SecretBox
 
 SCHEMA_SQL = """
@@ -47,6 +48,13 @@ class BusinessProfile(BaseModel):
     payment_received_template: str = "Thank you! We've received your payment{amount}. 🙏"
     handoff_message: str = (
         "Thanks for your message! A member of the {name} team will get back to you shortly."
+    )
+    window_template: TemplateMessage | None = Field(
+        default=None,
+        description=(
+            "Approved WhatsApp template sent when a reply comes after the lead's 24-hour "
+            "window closed (None: a person takes the conversation over instead)"
+        ),
     )
     enabled_tools: list[str] | None = Field(
         default=None,

@@ -5,7 +5,12 @@ causation ids) so the relay can turn it into public messages without loading the
 
 A *turn* is one answer the assistant owes: it opens with ``ReplyRequested`` (the lead's pending
 messages joined), may go through tool-call rounds, and closes with ``ReplyComposed`` (or is
-superseded when the lead writes again before it closed, so a burst is answered once).
+superseded when the lead writes again before it closed, so a burst is answered once). A turn
+is *finished* when its reply reached the lead (``ReplySent``): ``TurnFinished`` then carries the
+lead's messages and the reply, for the lead's long-term memory.
+
+Outside WhatsApp's 24-hour window a free-form reply cannot be sent: the composed text is kept
+but withheld, and the lead gets the tenant's approved template instead, or a person takes over.
 """
 
 from __future__ import annotations
@@ -48,6 +53,14 @@ def conversation_id(tenant_id: str, lead: str) -> uuid.UUID:
 class Conversation(Aggregate):
     """A lead's conversation with a business, and the turns the assistant takes in it."""
 
+    class_version = 2
+    """2: ``unfinished`` (replies on their way to the lead); snapshots of 1 lack it."""
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("payments", {})
+        state.setdefault("unfinished", {})
+
     @event("Started")
     def __init__(self, tenant_id: str, lead: str, phone_number_id: str) -> None:
         self.tenant_id = tenant_id
@@ -63,6 +76,8 @@ class Conversation(Aggregate):
         self.outcomes: dict[str, str] = {}  # turn_id -> sent | delivered | read | failed
         self.outbound: dict[str, str] = {}  # wamid Meta gave our message -> turn_id
         self.payments: dict[str, int | None] = {}  # provider payment id -> amount (minor)
+        # turn_id -> {"lead": what the lead wrote, "reply": what they get, "by": who answers}
+        self.unfinished: dict[str, dict[str, str]] = {}
 
     @classmethod
     def create_id(cls, tenant_id: str, lead: str, phone_number_id: str) -> uuid.UUID:
@@ -137,12 +152,20 @@ class Conversation(Aggregate):
     # -- the assistant's answer --------------------------------------------------------
 
     def compose(
-        self, turn_id: str, reply: dict[str, Any], causation_id: str, holding_text: str = ""
+        self,
+        turn_id: str,
+        reply: dict[str, Any],
+        causation_id: str,
+        holding_text: str = "",
+        *,
+        now: datetime | None = None,
+        template: dict[str, Any] | None = None,
     ) -> bool:
         """Record inference's answer to an open turn: tool calls to run, or the reply.
 
         ``holding_text`` is what the lead gets if the turn must end in a handoff with nothing
-        else to say (tool rounds exhausted): never silence.
+        else to say (tool rounds exhausted): never silence. ``now`` and ``template``: see
+        :meth:`_answer` (the 24-hour window).
         """
         turn = self.open_turns.get(turn_id)
         if turn is None or reply.get("round", 0) != turn["round"]:
@@ -162,11 +185,35 @@ class Conversation(Aggregate):
             }
         if calls and not reply.get("text"):
             reply = {**reply, "text": holding_text, "source": "handoff"}
-        self._reply_composed(env, turn_id, {k: v for k, v in reply.items() if k != "tool_calls"})
+        reply = {k: v for k, v in reply.items() if k != "tool_calls"}
+        self._answer(env, turn_id, reply, now, template)
         if reply.get("handoff"):
             reason = str(reply.get("handoff_reason") or "the assistant could not answer")
             self._hand_off(env, reason, "assistant")
         return True
+
+    def _answer(
+        self,
+        env: dict[str, Any],
+        turn_id: str,
+        reply: dict[str, Any],
+        now: datetime | None,
+        template: dict[str, Any] | None,
+        *,
+        hand_off_when_closed: bool = True,
+    ) -> None:
+        """Record the reply of a turn. After the 24-hour window (as of ``now``; None: not
+        checked) its text is withheld: the tenant's ``template`` goes instead, or, without
+        one, a person takes over (``hand_off_when_closed``) — never a send Meta refuses."""
+        if not reply.get("text") or now is None or self.window_open(now):
+            self._reply_composed(env, turn_id, reply)
+            return
+        self._reply_composed(env, turn_id, {**reply, "withheld": "window_closed"})
+        self._window_closed(env, turn_id)
+        if template is not None:
+            self._template_sent(env, turn_id, template)
+        elif hand_off_when_closed:
+            self._hand_off(env, "the 24-hour window closed before the reply", "system")
 
     def tool_completed(
         self,
@@ -190,14 +237,22 @@ class Conversation(Aggregate):
             )
         return True
 
-    def deadline_passed(self, turn_id: str, holding_text: str, causation_id: str) -> bool:
+    def deadline_passed(
+        self,
+        turn_id: str,
+        holding_text: str,
+        causation_id: str,
+        *,
+        now: datetime | None = None,
+        template: dict[str, Any] | None = None,
+    ) -> bool:
         """Inference or a tool did not answer in time: a holding reply, and a human."""
         turn = self.open_turns.get(turn_id)
         if turn is None:
             return False
         env = self._env(turn["correlation"], causation_id)
         self._turn_timed_out(env, turn_id, turn["round"])
-        self._reply_composed(
+        self._answer(
             env,
             turn_id,
             {
@@ -207,6 +262,8 @@ class Conversation(Aggregate):
                 "model": "none",
                 "latency_ms": 0.0,
             },
+            now,
+            template,
         )
         self._hand_off(env, "no answer within the deadline", "system")
         return True
@@ -216,7 +273,11 @@ class Conversation(Aggregate):
     def sent(self, turn_id: str, wamid: str, causation_id: str, correlation_id: str) -> bool:
         if turn_id not in self.replies or turn_id in self.outcomes:
             return False
-        self._reply_sent(self._env(correlation_id, causation_id), turn_id, wamid)
+        env = self._env(correlation_id, causation_id)
+        self._reply_sent(env, turn_id, wamid)
+        finished = self.unfinished.get(turn_id)
+        if finished is not None:
+            self._turn_finished(env, turn_id, finished["lead"], finished["reply"], finished["by"])
         return True
 
     def failed(
@@ -263,15 +324,17 @@ class Conversation(Aggregate):
         text: str,
         now: datetime,
         causation_id: str,
+        template: dict[str, Any] | None = None,
     ) -> bool:
-        """The provider confirmed a payment: recorded once; the lead is thanked when the
-        24-hour window still allows a free-form message."""
+        """The provider confirmed a payment: recorded once; the lead is thanked in free form
+        inside the 24-hour window, with the tenant's ``template`` after it (no person needed
+        for a thank-you: without a template, nothing is sent)."""
         if payment_id in self.payments:
             return False
         env = self._env(f"payment:{payment_id}", causation_id)
         self._payment_confirmed(env, payment_id, amount_minor, currency)
-        if self.window_open(now):
-            self._reply_composed(
+        if self.window_open(now) or template is not None:
+            self._answer(
                 env,
                 f"payment-{payment_id}",
                 {
@@ -282,6 +345,9 @@ class Conversation(Aggregate):
                     "model": "none",
                     "latency_ms": 0.0,
                 },
+                now,
+                template,
+                hand_off_when_closed=False,
             )
         return True
 
@@ -395,10 +461,33 @@ class Conversation(Aggregate):
 
     @event("ReplyComposed")
     def _reply_composed(self, env: dict[str, Any], turn_id: str, reply: dict[str, Any]) -> None:
-        self.open_turns.pop(turn_id, None)
+        turn = self.open_turns.pop(turn_id, None)
+        if reply.get("withheld"):  # the lead never sees it: not a reply, not history
+            return
         if reply.get("text"):
             self.replies[turn_id] = reply["text"]
             self.history.append({"role": "assistant", "text": reply["text"]})
+            if turn is not None:  # a turn that answers the lead (not a payment's thanks)
+                self.unfinished[turn_id] = {
+                    "lead": turn["text"],
+                    "reply": reply["text"],
+                    "by": "assistant",
+                }
+
+    @event("TemplateSent")
+    def _template_sent(self, env: dict[str, Any], turn_id: str, template: dict[str, Any]) -> None:
+        placeholder = f"[template {template.get('name', '')}]"
+        self.replies[turn_id] = placeholder
+        lead_text = self._unanswered_lines()
+        if lead_text:
+            self.unfinished[turn_id] = {"lead": lead_text, "reply": "", "by": "assistant"}
+        self.history.append({"role": "assistant", "text": placeholder})
+
+    @event("TurnFinished")
+    def _turn_finished(
+        self, env: dict[str, Any], turn_id: str, lead_text: str, reply_text: str, by: str
+    ) -> None:
+        self.unfinished.pop(turn_id, None)
 
     @event("ReplySent")
     def _reply_sent(self, env: dict[str, Any], turn_id: str, wamid: str) -> None:
@@ -416,6 +505,7 @@ class Conversation(Aggregate):
         self, env: dict[str, Any], turn_id: str, reason: str, code: int | None
     ) -> None:
         self.outcomes[turn_id] = "failed"
+        self.unfinished.pop(turn_id, None)  # the lead never got it: nothing to remember
 
     @event("WindowClosed")
     def _window_closed(self, env: dict[str, Any], turn_id: str) -> None:
@@ -435,7 +525,17 @@ class Conversation(Aggregate):
     @event("HumanReplied")
     def _human_replied(self, env: dict[str, Any], turn_id: str, text: str, agent: str) -> None:
         self.replies[turn_id] = text
+        self.unfinished[turn_id] = {"lead": self._unanswered_lines(), "reply": text, "by": agent}
         self.history.append({"role": "human", "text": text})
+
+    def _unanswered_lines(self) -> str:
+        """What the lead wrote since the last answer they got (bot, human or template)."""
+        lines: list[str] = []
+        for entry in reversed(self.history):
+            if entry["role"] != "lead":
+                break
+            lines.append(entry["text"])
+        return "\n".join(reversed(lines))
 
     @event("BotResumed")
     def _bot_resumed(self, env: dict[str, Any], agent: str) -> None:

@@ -15,7 +15,12 @@ from taskpilot.contracts.whatsapp import (
     WhatsAppStatusReceived,
 )
 from taskpilot.conversation.committer import GroupCommitter
-from taskpilot.conversation.service import Change, ConversationNotFoundError, Conversations
+from taskpilot.conversation.service import (
+    Change,
+    ConversationNotFoundError,
+    Conversations,
+    window_template,
+)
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, subscribe
 from taskpilot.tenancy import BusinessProfile, TenantDirectory
@@ -88,7 +93,7 @@ def register(
     async def when_reply_generated(reply: ReplyGenerated) -> None:
         profile = (await tenants.get(reply.tenant_id)).profile
         holding = profile.render(profile.handoff_message)
-        await committer.run(app.compose_change(reply, holding))
+        await committer.run(app.compose_change(reply, holding, window_template(profile)))
 
     received = _committed(committer, app.receive_change)
 
@@ -112,7 +117,8 @@ def register(
         if not payment.conversation_id:
             return  # a payment link created outside a conversation
         profile = (await tenants.get(payment.tenant_id)).profile
-        await committer.run(app.payment_change(payment, payment_thanks(profile, payment)))
+        thanks = payment_thanks(profile, payment)
+        await committer.run(app.payment_change(payment, thanks, window_template(profile)))
 
     subscribe(bus, PAYMENTS, PaymentReceived, when_payment_received)
     subscribe(

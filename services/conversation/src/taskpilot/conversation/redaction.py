@@ -40,6 +40,11 @@ def _human_replied(s: dict[str, Any]) -> None:
     s["text"] = _text(s.get("text"))
 
 
+def _turn_finished(s: dict[str, Any]) -> None:
+    s["lead_text"] = _text(s.get("lead_text"))
+    s["reply_text"] = _text(s.get("reply_text"))
+
+
 def _tool_calls_requested(s: dict[str, Any]) -> None:
     s["calls"] = [{**c, "arguments": {}} for c in s.get("calls") or []]
 
@@ -53,6 +58,7 @@ REDACTORS = {
     "ReplyRequested": _reply_requested,
     "ReplyComposed": _reply_composed,
     "HumanReplied": _human_replied,
+    "TurnFinished": _turn_finished,
     "ToolCallsRequested": _tool_calls_requested,
     "ToolCallCompleted": _tool_call_completed,
 }

@@ -26,7 +26,7 @@ from taskpilot.contracts import Message
 from taskpilot.contracts import conversation as public
 from taskpilot.contracts.inference import GenerateReply, ToolCall, ToolResult, Turn
 from taskpilot.contracts.tools import ExecuteToolCall
-from taskpilot.contracts.whatsapp import MarkMessageRead, SendWhatsAppMessage
+from taskpilot.contracts.whatsapp import MarkMessageRead, SendWhatsAppMessage, TemplateMessage
 from taskpilot.conversation.adapters import Timers
 from taskpilot.conversation.service import Conversations
 from taskpilot.runtime.bus import Bus
@@ -89,7 +89,7 @@ def outgoing(event: Any) -> Iterator[tuple[Message, str]]:
         msg_id = f"{base}:{suffix}"
         return cls(event_id=_id(msg_id), **fields), msg_id
 
-    def send(turn_id: str, text: str) -> tuple[Message, str]:
+    def send(turn_id: str, **body: Any) -> tuple[Message, str]:
         return emit(
             SendWhatsAppMessage,
             "command",
@@ -97,8 +97,8 @@ def outgoing(event: Any) -> Iterator[tuple[Message, str]]:
             causation_id=cause,
             phone_number_id=env["phone_number_id"],
             to=env["lead"],
-            text=text,
             reference=turn_id,
+            **body,
         )
 
     match type(event).__name__:
@@ -182,8 +182,29 @@ def outgoing(event: Any) -> Iterator[tuple[Message, str]]:
                 turn_id=event.turn_id,
                 **{k: v for k, v in reply.items() if k in _COMPOSED_FIELDS},
             )
-            if reply.get("text"):
-                yield send(event.turn_id, reply["text"])
+            if reply.get("text") and not reply.get("withheld"):
+                yield send(event.turn_id, text=reply["text"])
+        case "TemplateSent":
+            template = TemplateMessage.model_validate(event.template)
+            yield emit(
+                public.TemplateSent,
+                "event",
+                **common,
+                turn_id=event.turn_id,
+                template=template.name,
+                language=template.language,
+            )
+            yield send(event.turn_id, template=template)
+        case "TurnFinished":
+            yield emit(
+                public.TurnFinished,
+                "event",
+                **common,
+                turn_id=event.turn_id,
+                lead_text=event.lead_text,
+                reply_text=event.reply_text,
+                by=event.by,
+            )
         case "ReplySent":
             yield emit(
                 public.ReplySent, "event", **common, turn_id=event.turn_id, wamid=event.wamid
@@ -221,7 +242,7 @@ def outgoing(event: Any) -> Iterator[tuple[Message, str]]:
                 text=event.text,
                 agent=event.agent,
             )
-            yield send(event.turn_id, event.text)
+            yield send(event.turn_id, text=event.text)
         case "PaymentConfirmed":
             yield emit(
                 public.PaymentConfirmed,

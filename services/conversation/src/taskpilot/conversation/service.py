@@ -25,6 +25,7 @@ from taskpilot.contracts.whatsapp import (
     WhatsAppStatusReceived,
 )
 from taskpilot.conversation.domain import Conversation, conversation_id
+from taskpilot.tenancy import BusinessProfile
 
 RETRIES = 5
 _REPLY_FIELDS = {
@@ -155,11 +156,26 @@ class Conversations(Application):
             create=lambda: Conversation(m.tenant_id, m.lead, m.phone_number_id),
         )
 
-    def compose_change(self, reply: ReplyGenerated, holding_text: str = "") -> Change:
+    def compose_change(
+        self,
+        reply: ReplyGenerated,
+        holding_text: str = "",
+        template: dict[str, Any] | None = None,
+    ) -> Change:
+        """``template``: the tenant's approved template, sent instead of a reply that comes
+        after the lead's 24-hour window (None: a person takes over then)."""
         fields = reply.model_dump(mode="json", include=_REPLY_FIELDS)
+        now = datetime.now(UTC)
         return Change(
             _uuid(reply.conversation_id),
-            lambda c: c.compose(reply.turn_id, fields, str(reply.event_id), holding_text),
+            lambda c: c.compose(
+                reply.turn_id,
+                fields,
+                str(reply.event_id),
+                holding_text,
+                now=now,
+                template=template,
+            ),
         )
 
     def tool_completed_change(self, done: ToolCallCompleted) -> Change:
@@ -183,12 +199,20 @@ class Conversations(Application):
             ),
         )
 
-    def payment_change(self, p: PaymentReceived, text: str) -> Change:
+    def payment_change(
+        self, p: PaymentReceived, text: str, template: dict[str, Any] | None = None
+    ) -> Change:
         now = datetime.now(UTC)
         return Change(
             _uuid(p.conversation_id or ""),
             lambda c: c.payment_received(
-                p.checkout_session_id, p.amount_minor, p.currency, text, now, str(p.event_id)
+                p.checkout_session_id,
+                p.amount_minor,
+                p.currency,
+                text,
+                now,
+                str(p.event_id),
+                template,
             ),
         )
 
@@ -206,10 +230,20 @@ class Conversations(Application):
     def flush(self, id_: uuid.UUID) -> bool:
         return bool(self._change(id_, lambda c: c.flush(f"burst:{c.version}")))
 
-    def deadline_passed(self, id_: uuid.UUID, turn_id: str, holding_text: str) -> bool:
+    def deadline_passed(
+        self,
+        id_: uuid.UUID,
+        turn_id: str,
+        holding_text: str,
+        template: dict[str, Any] | None = None,
+    ) -> bool:
+        now = datetime.now(UTC)
         return bool(
             self._change(
-                id_, lambda c: c.deadline_passed(turn_id, holding_text, f"deadline:{turn_id}")
+                id_,
+                lambda c: c.deadline_passed(
+                    turn_id, holding_text, f"deadline:{turn_id}", now=now, template=template
+                ),
             )
         )
 
@@ -258,6 +292,12 @@ class Conversations(Application):
             }
             for e in events
         ]
+
+
+def window_template(profile: BusinessProfile) -> dict[str, Any] | None:
+    """The tenant's template for replies after the 24-hour window, as the aggregate takes it."""
+    template = profile.window_template
+    return template.model_dump(mode="json") if template is not None else None
 
 
 def _uuid(value: str) -> uuid.UUID:

@@ -13,7 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from taskpilot.conversation.adapters import Timers
-from taskpilot.conversation.service import ConversationNotFoundError, Conversations
+from taskpilot.conversation.service import (
+    ConversationNotFoundError,
+    Conversations,
+    window_template,
+)
 from taskpilot.tenancy import TenantDirectory
 
 log = logging.getLogger(__name__)
@@ -64,4 +68,10 @@ class TimerLoop:
         current: Any = await asyncio.to_thread(self._app.repository.get, conversation)
         profile = (await self._tenants.get(current.tenant_id)).profile
         holding = profile.render(profile.handoff_message)
-        await asyncio.to_thread(self._app.deadline_passed, conversation, turn_id, holding)  # type: ignore[arg-type]
+        await asyncio.to_thread(
+            self._app.deadline_passed,
+            conversation,  # type: ignore[arg-type]
+            turn_id,
+            holding,
+            window_template(profile),
+        )
