@@ -31,3 +31,10 @@ CONSUMER_WAIT_SECONDS = Histogram(
     ["consumer"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+CONSUMER_LAG = Gauge(
+    "taskpilot_consumer_lag",
+    "Messages of the durable consumer not yet acknowledged: waiting for delivery plus delivered "
+    "and unacknowledged (num_pending + num_ack_pending of its JetStream consumer info, refreshed "
+    "every few seconds by each process pulling it)",
+    ["consumer"],
+)

@@ -92,6 +92,7 @@ class PullSettings:
     ordered: bool
     expires_s: float = 5.0
     heartbeat_s: float = 1.0
+    lag_every_s: float = 10.0
 
 
 def order_key(subject: str) -> str:
@@ -155,6 +156,7 @@ class PullConsumer:
         self._tasks = [
             asyncio.create_task(self._pull_loop(), name=f"{self.settings.durable}-pull"),
             asyncio.create_task(self._keep_alive(), name=f"{self.settings.durable}-alive"),
+            asyncio.create_task(self._watch_lag(), name=f"{self.settings.durable}-lag"),
         ]
         self.started = True
 
@@ -411,6 +413,24 @@ class PullConsumer:
             for delivery in list(self._owned.values()):
                 with contextlib.suppress(Exception):
                     await delivery.msg.in_progress()
+
+    async def _watch_lag(self) -> None:
+        while True:
+            await self.report_lag()
+            await asyncio.sleep(self.settings.lag_every_s)
+
+    async def report_lag(self) -> int | None:
+        """Set the consumer's lag gauge from its consumer info (one JetStream API call);
+        None, and the gauge left as it was, when the server cannot answer right now."""
+        s = self.settings
+        try:
+            info = await self._js().consumer_info(s.stream, s.durable)
+        except Exception as exc:  # disconnected, or a leader election: the next round retries
+            log.debug("%s: no consumer info for the lag gauge: %r", s.durable, exc)
+            return None
+        lag = (info.num_pending or 0) + (info.num_ack_pending or 0)
+        metrics.CONSUMER_LAG.labels(consumer=s.durable).set(lag)
+        return lag
 
     # -- introspection ----------------------------------------------------------------------
 

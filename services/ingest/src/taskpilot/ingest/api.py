@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
@@ -19,12 +20,23 @@ from starlette.types import Receive, Scope, Send
 
 from taskpilot.contracts import TenantId
 from taskpilot.ingest.openapi import WEBHOOK_POST_OPENAPI, WEBHOOK_SCHEMAS
-from taskpilot.ingest.service import SignatureError, WebhookService
+from taskpilot.ingest.service import WEBHOOK_ACK_SECONDS, SignatureError, WebhookService
 from taskpilot.tenancy import UnknownTenantError
 
 WEBHOOK_PATH = "/webhooks/whatsapp/{tenant_id}"
 _WEBHOOK_PREFIX = "/webhooks/whatsapp/"
 _TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ACK_SECONDS = {
+    outcome: WEBHOOK_ACK_SECONDS.labels(outcome=outcome)
+    for outcome in (
+        "accepted",
+        "bad_signature",
+        "unknown_tenant",
+        "too_large",
+        "invalid_tenant",
+        "error",
+    )
+}
 
 
 class BodyTooLargeError(Exception):
@@ -59,9 +71,21 @@ class WebhookPost:
         self._limit = max_body_bytes
 
     async def __call__(self, tenant_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        outcome: str | None = "error"
+        try:
+            outcome = await self._answer(tenant_id, scope, receive, send)
+        finally:
+            if outcome is not None:  # None: the client left before sending its body
+                _ACK_SECONDS[outcome].observe(time.perf_counter() - started)
+
+    async def _answer(
+        self, tenant_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> str | None:
+        """Answer the POST; returns the outcome for the ack latency histogram."""
         if not _TENANT.fullmatch(tenant_id):
             await _respond(send, 422, {"detail": "tenant_id must be 1-64 of A-Z a-z 0-9 _ -"})
-            return
+            return "invalid_tenant"
         signature: str | None = None
         declared = b""
         for name, value in scope["headers"]:
@@ -75,23 +99,24 @@ class WebhookPost:
             raw = await _read_body(receive, self._limit)
         except BodyTooLargeError:
             await _respond(send, 413, {"detail": f"body larger than {self._limit} bytes"})
-            return
+            return "too_large"
         if raw is None:
-            return  # the client went away before sending the body: nobody to answer
+            return None  # the client went away before sending the body: nobody to answer
         try:
             accepted = await self._service.accept(tenant_id, raw, signature)
         except UnknownTenantError:
             await _respond(send, 404, {"detail": "unknown tenant"})
-            return
+            return "unknown_tenant"
         except SignatureError as exc:
             await _respond(send, 401, {"detail": str(exc)})
-            return
+            return "bad_signature"
         body = b'{"published":%d,"duplicates":%d,"dead_lettered":%d}' % (
             accepted.published,
             accepted.duplicates,
             accepted.dead_lettered,
         )
         await _send(send, 200, body)
+        return "accepted"
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from taskpilot.contracts import Message
 from taskpilot.contracts.dlq import DeadLettered
@@ -50,6 +50,13 @@ SENDS = Counter(
 )
 MEDIA = Counter(
     "taskpilot_ingest_media_total", "Inbound media by kind and outcome", ["kind", "outcome"]
+)
+WEBHOOK_ACK_SECONDS = Histogram(
+    "taskpilot_ingest_webhook_ack_seconds",
+    "Webhook POST from received to answered, by outcome (accepted: 200 once every update is "
+    "stored; bad_signature, unknown_tenant, too_large, invalid_tenant, error)",
+    ["outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
 
