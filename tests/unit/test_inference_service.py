@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from taskpilot.contracts import Message
 from taskpilot.contracts.inference import (
@@ -145,7 +146,11 @@ class Rig:
 def build(models: bool = True, budget: Budget | None = None, **spending: Any) -> Rig:
     bus, store = Bus(), MemoryCacheStore()
     model = ScriptedChatModel() if models else None
-    ledger = Spending(MemorySpendLedger(), lambda _t: budget, clock=lambda: NOW, **spending)
+
+    async def budget_of(_tenant: str) -> Budget | None:
+        return budget
+
+    ledger = Spending(MemorySpendLedger(), budget_of, clock=lambda: NOW, **spending)
     service = InferenceService(
         bus,  # type: ignore[arg-type]
         Directory(),  # type: ignore[arg-type]
@@ -207,6 +212,23 @@ async def test_a_model_answer_is_cached_and_the_same_question_costs_nothing():
         "A full colour is 60 €.",
     )
     assert len(rig.model.requests) == 1 and len(rig.store) == 1
+
+
+async def test_model_tokens_are_counted_by_tier_model_and_kind_and_a_cache_hit_adds_none():
+    def tokens(kind: str) -> float:
+        labels = {"tier": "L2", "model": "scripted-l2", "kind": kind}
+        return REGISTRY.get_sample_value("taskpilot_inference_tokens_total", labels) or 0.0
+
+    rig = build()
+    assert rig.model is not None
+    rig.model.queue("L2", rig.model.text("L2", answer("Yes, cards too."), 300, 25))
+    before = (tokens("prompt"), tokens("completion"))
+
+    first = await rig.ask("Do you take cards?")
+    await rig.ask("do you take cards")  # from the cache
+
+    assert (first.prompt_tokens, first.completion_tokens) == (300, 25)
+    assert (tokens("prompt") - before[0], tokens("completion") - before[1]) == (300, 25)
 
 
 async def test_a_new_knowledge_version_is_a_new_scope_and_updates_drop_the_old_one():

@@ -15,6 +15,8 @@ import pytest
 from nats.aio.msg import Msg
 from pydantic import SecretStr
 
+from taskpilot.analytics.onboarding import Budget, NewTenant, Onboarding
+from taskpilot.analytics.repository import OperatorStore
 from taskpilot.contracts import Message
 from taskpilot.contracts.catalogue import BY_TYPE
 from taskpilot.contracts.inference import (
@@ -96,6 +98,7 @@ class Rig:
     knowledge: Knowledge
     directory: TenantDirectory
     budget_tenant: str
+    onboarding: Onboarding
     seen: list[Message] = field(default_factory=list)
 
     async def tenant(self, *, tools: list[str] | None = None, tenant_id: str = "") -> str:
@@ -163,7 +166,8 @@ async def rig(
     pool = await open_pool(database_url, max_size=2)
     directory = TenantDirectory(pool, SecretBox.from_setting(DEV_SECRET_KEYS))
     await directory.ensure_schema()
-    rig = Rig(app, app.bus, knowledge, directory, budget_tenant)
+    onboarding = Onboarding(directory, OperatorStore(pool), "")  # analytics' use cases
+    rig = Rig(app, app.bus, knowledge, directory, budget_tenant, onboarding)
 
     async def keep(msg: Msg) -> None:
         cls = BY_TYPE.get((msg.headers or {}).get("Message-Type", ""))
@@ -429,6 +433,32 @@ async def test_at_the_monthly_budget_every_model_is_switched_off_and_events_say_
     assert (second.tier, second.handoff) == ("fallback", True)
     assert second.handoff_reason == "monthly model budget used up"
     assert len(standin.requests) == 1
+
+
+async def test_the_budget_and_tools_set_in_onboarding_are_what_inference_enforces_and_offers(
+    rig: Rig, standin: OpenAIStandIn
+) -> None:
+    tenant = f"to{uuid.uuid4().hex[:10]}"
+    await rig.onboarding.create(NewTenant(id=tenant, name="Aurora"))
+    await rig.onboarding.set_enabled_tools(tenant, ["check_availability"])
+    await rig.onboarding.set_budget(tenant, Budget(monthly_usd=BUDGET_USD), "owner@aurora")
+    await rig.onboarding.set_profile(tenant, BusinessProfile(name="Salón Aurora"))
+    standin.queue("cheap", tool_calls(("check_availability", {"days": 2})))
+    standin.queue("premium", answer("So sorry! We will redo your colour, 60 € refunded.", [1]))
+
+    booking = await rig.ask(tenant, "can I come for a colour on friday?")
+    complaint = await rig.ask(tenant, "I'm really unhappy, my colour came out wrong")
+
+    assert tools_offered(standin.calls_to("cheap")[0]) == ["check_availability", "hand_off"]
+    assert [c.tool for c in booking.tool_calls] == ["check_availability"]
+    assert complaint.tier == "L3" and booking.cost_usd + complaint.cost_usd > BUDGET_USD
+    exceeded = await eventually(lambda: _events(rig, TenantBudgetExceeded, tenant), what="cap")
+    assert exceeded[0].budget_usd == BUDGET_USD
+
+    after = await rig.ask(tenant, "and how much are highlights then?")
+
+    assert (after.tier, after.handoff_reason) == ("fallback", "monthly model budget used up")
+    assert len(standin.requests) == 2
 
 
 async def _events(rig: Rig, cls: type[Any], tenant: str) -> list[Any]:

@@ -101,7 +101,7 @@ async def running_analytics(
     await bus.connect()
     handlers.register(bus, Projector(store))
     await bus.start()
-    dashboard = Dashboard(ReadModels(pool), operator)
+    dashboard = Dashboard(ReadModels(pool), operator, tenants)
     try:
         yield Analytics(bus, pool, database_url, relay, store, operator, dashboard)
     finally:

@@ -63,6 +63,17 @@ class BusinessProfile(BaseModel):
             "configuration, which still refuses any other); None offers none"
         ),
     )
+    monthly_budget_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Monthly model budget, set in onboarding and enforced by inference (None: the "
+            "inference service's configured default)"
+        ),
+    )
+    budget_near_share: float = Field(
+        default=0.8, gt=0, le=1, description="From this share of the budget on, no premium"
+    )
 
     archive_after_days: int | None = Field(
         default=None,

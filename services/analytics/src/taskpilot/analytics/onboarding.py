@@ -1,8 +1,11 @@
 """Onboarding use cases: create a tenant, connect its WhatsApp number, its business profile,
-its budget. Tenants are written to the shared tenant directory (secrets sealed there)."""
+its budget. Tenants are written to the shared tenant directory (secrets sealed there), the
+one place every service reads them from: inference enforces the budget and offers the enabled
+tools it finds in the profile there."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -18,6 +21,8 @@ from taskpilot.tenancy import (
     TenantSecrets,
     UnknownTenantError,
 )
+
+log = logging.getLogger(__name__)
 
 
 class TenantExistsError(Exception):
@@ -42,8 +47,19 @@ class WhatsAppNumber(BaseModel):
 
 
 class Budget(BaseModel):
-    monthly_usd: float | None = Field(default=None, ge=0, description="None: no cap")
+    monthly_usd: float | None = Field(
+        default=None, ge=0, description="None: the inference service's configured default"
+    )
     near_share: float = Field(default=0.8, gt=0, le=1)
+
+    @classmethod
+    def of(cls, profile: BusinessProfile) -> Budget:
+        return cls(monthly_usd=profile.monthly_budget_usd, near_share=profile.budget_near_share)
+
+
+SET_ELSEWHERE = ("enabled_tools", "monthly_budget_usd", "budget_near_share")
+"""Profile fields with endpoints of their own: a profile update that leaves them out keeps
+them (an owner editing the hours must not switch tools off or lift the budget)."""
 
 
 class Onboarding:
@@ -80,7 +96,7 @@ class Onboarding:
             "phone_number_ids": tenant.phone_number_ids,
             "whatsapp_connected": bool(tenant.phone_number_ids),
             "webhook_url": webhook_url(self._webhook_base, tenant.id),
-            "budget": await self._operator.budget(tenant.id),
+            "budget": Budget.of(tenant.profile).model_dump(),
         }
 
     async def connect_whatsapp(self, tenant_id: str, number: WhatsAppNumber) -> dict[str, Any]:
@@ -114,6 +130,12 @@ class Onboarding:
 
     async def set_profile(self, tenant_id: str, profile: BusinessProfile) -> dict[str, Any]:
         tenant = await self._directory.get(tenant_id)
+        kept = {
+            name: getattr(tenant.profile, name)
+            for name in SET_ELSEWHERE
+            if name not in profile.model_fields_set
+        }
+        profile = profile.model_copy(update=kept)
         await self._directory.upsert(tenant.model_copy(update={"profile": profile}))
         return await self.view(tenant_id)
 
@@ -123,13 +145,20 @@ class Onboarding:
         await self._directory.upsert(tenant.model_copy(update={"profile": profile}))
 
     async def budget(self, tenant_id: str) -> Budget:
-        await self._directory.get(tenant_id)
-        row = await self._operator.budget(tenant_id)
-        return Budget(**{k: row[k] for k in ("monthly_usd", "near_share")}) if row else Budget()
+        return Budget.of((await self._directory.get(tenant_id)).profile)
 
     async def set_budget(self, tenant_id: str, budget: Budget, actor: str) -> Budget:
-        await self._directory.get(tenant_id)
-        await self._operator.set_budget(tenant_id, budget.monthly_usd, budget.near_share, actor)
+        """The budget goes into the tenant's profile, where inference reads it (within its
+        directory cache's lifetime); ``actor`` is logged, the profile keeps no history."""
+        tenant = await self._directory.get(tenant_id)
+        profile = tenant.profile.model_copy(
+            update={
+                "monthly_budget_usd": budget.monthly_usd,
+                "budget_near_share": budget.near_share,
+            }
+        )
+        await self._directory.upsert(tenant.model_copy(update={"profile": profile}))
+        log.info("tenant %s budget set to %s by %s", tenant_id, budget.monthly_usd, actor)
         return budget
 
     async def tenants(self) -> list[str]:

@@ -23,6 +23,7 @@ from taskpilot.analytics.repository import (
     ReadModels,
 )
 from taskpilot.runtime.bus import MSG_ID, Bus
+from taskpilot.tenancy import TenantDirectory, UnknownTenantError
 
 
 class ConversationNotFoundError(LookupError):
@@ -46,11 +47,15 @@ class Projector:
 
 
 class Dashboard:
-    """The dashboard's reads: conversations, figures, time series."""
+    """The dashboard's reads: conversations, figures, time series. The budget shown against
+    the month's spend is the tenant's, from the tenant directory (set in onboarding)."""
 
-    def __init__(self, reads: ReadModels, operator: OperatorStore):
+    def __init__(
+        self, reads: ReadModels, operator: OperatorStore, tenants: TenantDirectory | None = None
+    ):
         self._reads = reads
         self._operator = operator
+        self._tenants = tenants
 
     async def conversations(
         self, tenant_id: str, f: ConversationFilter, limit: int
@@ -86,7 +91,7 @@ class Dashboard:
             "bookings": bookings["bookings"],
         }
         month = since_month_start(until)
-        budget = await self._operator.budget(tenant_id)
+        budget = await self._budget(tenant_id)
         return {
             "since": since,
             "until": until,
@@ -112,12 +117,20 @@ class Dashboard:
             "events": raw["events"],
             "dead_letters": _dead_letter_counts(raw["dead_letters"]),
             "budget": {
-                "monthly_usd": budget["monthly_usd"] if budget else None,
-                "near_share": budget["near_share"] if budget else None,
+                **budget,
                 "spent_this_month_usd": await self._reads.month_spend(tenant_id, month),
             },
             **figures(totals),
         }
+
+    async def _budget(self, tenant_id: str) -> dict[str, float | None]:
+        if self._tenants is None:
+            return {"monthly_usd": None, "near_share": None}
+        try:
+            profile = (await self._tenants.get(tenant_id)).profile
+        except UnknownTenantError:
+            return {"monthly_usd": None, "near_share": None}
+        return {"monthly_usd": profile.monthly_budget_usd, "near_share": profile.budget_near_share}
 
     async def timeseries(
         self, tenant_id: str, since: datetime, until: datetime, bucket: str, tz: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
@@ -22,6 +22,7 @@ from taskpilot.inference.train import load_model
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.host import ServiceApp
 from taskpilot.runtime.ops import add_ops_routes
+from taskpilot.tenancy import TenantDirectory, UnknownTenantError
 from taskpilot.tenancy.buckets import Buckets
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,19 @@ def build_cascade(config: ModelsConfig) -> Cascade | None:
     return Cascade(model, config.max_tokens, config.deadline_s)
 
 
-def budget_lookup(settings: InferenceSettings) -> Callable[[str], Budget | None]:
-    def budget_of(tenant_id: str) -> Budget | None:
+def budget_lookup(
+    settings: InferenceSettings, tenants: TenantDirectory
+) -> Callable[[str], Awaitable[Budget | None]]:
+    """The budget set in onboarding (the tenant's profile in the directory), else the one
+    configured here for the tenant, else the configured default."""
+
+    async def budget_of(tenant_id: str) -> Budget | None:
+        try:
+            profile = (await tenants.get(tenant_id)).profile
+        except UnknownTenantError:
+            profile = None
+        if profile is not None and profile.monthly_budget_usd is not None:
+            return Budget(profile.monthly_budget_usd, profile.budget_near_share)
         amount = settings.tenant_budgets_usd.get(tenant_id, settings.monthly_budget_usd)
         return None if amount is None else Budget(amount, settings.budget_near_share)
 
@@ -62,7 +74,7 @@ async def create(settings: InferenceSettings) -> ServiceApp:
     ledger = await KvSpendLedger.open(res.bus.js, settings.spend_bucket)
     spending = Spending(
         ledger,
-        budget_lookup(settings),
+        budget_lookup(settings, res.tenants),
         Buckets(settings.tenant_requests_per_s, settings.tenant_request_burst),
         Buckets(settings.tenant_tokens_per_s, settings.tenant_token_burst),
         settings.rate_wait_s,

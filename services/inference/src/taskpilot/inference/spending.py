@@ -27,13 +27,24 @@ from taskpilot.tenancy.buckets import Buckets
 log = logging.getLogger(__name__)
 
 SPEND = Counter("taskpilot_inference_cost_usd_total", "Model spend in USD", ["tier"])
+TOKENS = Counter(
+    "taskpilot_inference_tokens_total",
+    "Model tokens by tier, model (the configured tiers' models and fallbacks: a bounded set) "
+    "and kind (prompt, completion)",
+    ["tier", "model", "kind"],
+)
 Publish = Callable[..., Awaitable[bool]]
+
+
+async def _no_budget() -> budgets.Budget | None:
+    return None
 
 
 @dataclass
 class Spending:
     ledger: SpendLedger
-    budget_of: Callable[[str], budgets.Budget | None] = lambda _tenant: None
+    budget_of: Callable[[str], Awaitable[budgets.Budget | None]] = lambda _tenant: _no_budget()
+    """The tenant's monthly budget (the composition root reads it from the tenant directory)."""
     requests: Buckets = field(default_factory=lambda: Buckets(5.0, 20.0))
     tokens: Buckets = field(default_factory=lambda: Buckets(2000.0, 40000.0))
     max_wait_s: float = 2.0
@@ -43,7 +54,7 @@ class Spending:
         return budgets.month_of(datetime.fromtimestamp(self.clock(), UTC))
 
     async def allowance(self, tenant_id: str) -> Allowance:
-        budget = self.budget_of(tenant_id)
+        budget = await self.budget_of(tenant_id)
         if budget is None:
             return Allowance()
         spent = await self.ledger.spent(tenant_id, self.month())
@@ -71,11 +82,16 @@ class Spending:
         """Add the turn's cost to the month; publish the budget events it crossed."""
         if not outcome.cost_usd and not outcome.prompt_tokens:
             return
-        SPEND.labels(tier=outcome.decision.tier).inc(outcome.cost_usd)
+        tier = outcome.decision.tier
+        SPEND.labels(tier=tier).inc(outcome.cost_usd)
+        TOKENS.labels(tier=tier, model=outcome.model, kind="prompt").inc(outcome.prompt_tokens)
+        TOKENS.labels(tier=tier, model=outcome.model, kind="completion").inc(
+            outcome.completion_tokens
+        )
         month = self.month()
         tokens = outcome.prompt_tokens + outcome.completion_tokens
         before, after = await self.ledger.add(command.tenant_id, month, outcome.cost_usd, tokens)
-        budget = self.budget_of(command.tenant_id)
+        budget = await self.budget_of(command.tenant_id)
         if budget is None:
             return
         crossing = budgets.crossed(before.usd, after.usd, budget)
