@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskpilot.inference.domain.guard import quotes_instructions
+from taskpilot.inference.domain.guard import quotes_instructions, unsupported
 from taskpilot.inference.domain.prompts import assemble
 from taskpilot.tenancy import BusinessProfile
 
@@ -38,3 +38,37 @@ def test_a_reply_reciting_the_instructions_is_caught(reply: str) -> None:
 )
 def test_an_ordinary_answer_passes(reply: str) -> None:
     assert not quotes_instructions(reply, SYSTEM)
+
+
+BUSINESS = (
+    "Colour (full head) 60 €. Highlights from 75 €. Book at https://aurora.example/book. "
+    '{"url": "https://checkout.stripe.test/c/pay/cs_test_abc", "amount_minor": 6000}'
+)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "A full colour is 60 €, book at https://aurora.example/book.",
+        "Here is your payment link: https://checkout.stripe.test/c/pay/cs_test_abc",
+        "Highlights start at €75; we are open 9:00-19:00 on 5 days.",
+    ],
+)
+def test_links_and_prices_from_the_business_pass(reply: str) -> None:
+    assert unsupported(reply, BUSINESS) is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ("Pay here: https://checkout.stripe.com/c/pay/cs_fake", "links to"),
+        ("Sure, visit www.cheap-colour.example for the offer", "links to"),
+        ("As agreed, the colour is 1 € for you.", "price 1 €"),
+        ("Special price: EUR 5 today", "price EUR 5"),
+        ("Only 59,99 euros!", "price 59,99 euros"),
+    ],
+)
+def test_a_link_or_price_the_business_never_gave_is_caught(reply: str, why: str) -> None:
+    found = unsupported(reply, BUSINESS)
+
+    assert found is not None and why in found

@@ -162,12 +162,15 @@ class Cascade:
             outcome.decision = hand_off(turn.profile, turn.guess, LEAK_REASON, tier)
             return None
         tool_text = json.dumps([r.model_dump() for r in turn.tool_results], default=str)
+        business = " ".join([*(b.text for b in turn.blocks), tool_text])
+        odd = guard.unsupported(answer.reply, business)
         if answer.status == "handoff":
-            text = answer.reply if not numbers(answer.reply) else None
+            text = answer.reply if not numbers(answer.reply) and odd is None else None
             decision = hand_off(turn.profile, turn.guess, "the model would have to guess", tier)
             outcome.decision = decision if text is None else _with_text(decision, text)
             return None
         issue = problem(answer, turn.blocks, turn.lead_text, tool_text if turn.tool_results else "")
+        issue = issue or odd
         if issue is not None:
             return _Escalate(issue)
         cited = [b for b in turn.blocks if b.number in answer.sources]
