@@ -256,6 +256,20 @@ class RetentionApplied(ConversationEvent):
     archives_rewritten: int
 
 
+class LifecycleRunFinished(ConversationEvent):
+    """A scheduled run of the lifecycle jobs finished for a tenant: what the archive job
+    moved (``resumed`` when it went on with a job an earlier run left unfinished) and what
+    retention redacted. ``lead`` is :data:`TENANT_LEAD`, ``conversation_id`` the run's id."""
+
+    EVENT: ClassVar[str] = "lifecycle_run_finished"
+
+    archived: int
+    skipped: int
+    resumed: bool = False
+    events_redacted: int = 0
+    trigger: str = Field(default="schedule", description="schedule or operator")
+
+
 CONVERSATION_EVENTS: tuple[type[ConversationEvent], ...] = (
     LeadMessageReceived,
     ReplyRequested,
@@ -279,4 +293,5 @@ CONVERSATION_EVENTS: tuple[type[ConversationEvent], ...] = (
     ConversationRestored,
     ConversationContentRedacted,
     RetentionApplied,
+    LifecycleRunFinished,
 )

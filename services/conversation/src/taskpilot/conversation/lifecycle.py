@@ -101,6 +101,10 @@ class Lifecycle:
         self._progress = progress
         self._step = step  # tests inject a crash between steps here
 
+    @property
+    def store(self) -> LifecycleStore:
+        return self._store
+
     # -- catalog ------------------------------------------------------------------------
 
     async def catch_up(self) -> int:

@@ -10,7 +10,8 @@ conversation in both places or in none, whatever is killed when.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,6 +75,18 @@ CREATE TABLE IF NOT EXISTS retention_runs (
     archives_rewritten      integer NOT NULL,
     ran_at                  timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS lifecycle_runs (
+    id           uuid PRIMARY KEY,
+    schedule     text NOT NULL,
+    replica      text NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    tenants      integer NOT NULL DEFAULT 0,
+    archived     integer NOT NULL DEFAULT 0,
+    redacted     integer NOT NULL DEFAULT 0,
+    failures     integer NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS lifecycle_runs_latest ON lifecycle_runs (schedule, started_at DESC);
 """
 
 
@@ -487,6 +500,52 @@ class LifecycleStore:
                      conversations_redacted, events_redacted, archives_rewritten)
                    VALUES (%s, %s, %s, %s, %s, %s, %s)""",
                 (run, tenant_id, Jsonb(rules), cutoff, *n),
+            )
+
+    # -- schedule -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def scheduled_run(
+        self, schedule: str, replica: str, interval_s: float
+    ) -> AsyncIterator[uuid.UUID | None]:
+        """A run's lease: its id when this replica holds the schedule's lock and the last run
+        started at least ``interval_s`` ago, else None. The session lock is held for the
+        whole run (a replica that dies drops it with its connection); the run is recorded
+        before the caller starts it, so replicas ticking together run the jobs once."""
+        async with self._pool.connection() as conn:
+            await conn.set_autocommit(True)
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s))", (f"lifecycle-schedule:{schedule}",)
+            )
+            locked = await cur.fetchone()
+            if not (locked and locked[0]):
+                yield None
+                return
+            try:
+                run = uuid.uuid4()
+                cur = await conn.execute(
+                    """INSERT INTO lifecycle_runs (id, schedule, replica)
+                       SELECT %(id)s, %(schedule)s, %(replica)s
+                       WHERE NOT EXISTS (
+                         SELECT 1 FROM lifecycle_runs WHERE schedule = %(schedule)s
+                           AND started_at > clock_timestamp() - make_interval(secs => %(s)s))
+                       RETURNING id""",
+                    {"id": run, "schedule": schedule, "replica": replica, "s": interval_s},
+                )
+                yield run if await cur.fetchone() else None
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtext(%s))", (f"lifecycle-schedule:{schedule}",)
+                )
+
+    async def finish_run(
+        self, run: uuid.UUID, tenants: int, archived: int, redacted: int, failures: int
+    ) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                """UPDATE lifecycle_runs SET finished_at = clock_timestamp(), tenants = %s,
+                     archived = %s, redacted = %s, failures = %s WHERE id = %s""",
+                (tenants, archived, redacted, failures, run),
             )
 
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from taskpilot.contracts.subjects import INBOUND_PARTITIONS
-from taskpilot.runtime.settings import CommonSettings
+from taskpilot.runtime.auth import GuardedSettings
 
 
-class ConversationSettings(CommonSettings):
+class ConversationSettings(GuardedSettings):
     model_config = SettingsConfigDict(env_prefix="TASKPILOT_CONVERSATION_", extra="ignore")
 
     http_port: int = 8001
@@ -23,6 +24,11 @@ class ConversationSettings(CommonSettings):
     (obstore; credentials from ``AWS_*``). Empty: ``<TASKPILOT_DATA_DIR>/archive``."""
     archive_after_days: int = 90
     """Default idle time before a conversation is archived (a tenant's profile may override)."""
+    lifecycle_schedule: bool = True
+    """Run the archive and retention jobs periodically in this service (one replica at a time,
+    under a PostgreSQL advisory lock); false leaves them to ``taskpilot lifecycle``."""
+    lifecycle_interval_s: float = Field(default=24 * 3600.0, gt=0)
+    """How often the lifecycle jobs run (at most once per interval across all replicas)."""
 
     def archive_location(self) -> str:
         return self.archive_url or str((self.data_dir / "archive").resolve())
