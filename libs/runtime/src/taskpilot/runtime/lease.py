@@ -26,8 +26,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+
+from taskpilot.runtime.kv import key_value
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,7 @@ BUCKET = "taskpilot_consumer_leases"
 
 
 async def lease_bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue:
-    try:
-        return await js.key_value(BUCKET)
-    except BucketNotFoundError:
-        with contextlib.suppress(Exception):  # another process may create it first
-            return await js.create_key_value(bucket=BUCKET, history=1, replicas=replicas)
-        return await js.key_value(BUCKET)
+    return await key_value(js, BUCKET, replicas=replicas)
 
 
 def owner_id(name: str) -> str:

@@ -22,7 +22,7 @@ async def create(settings: IngestSettings) -> ServiceApp:
         res.bus,
         res.tenants,
         api,
-        await SendLedger.open(res.bus.js),
+        await SendLedger.open(res.bus.js, settings.stream_replicas),
         settings.send_rate_per_number,
         settings.send_max_attempts,
         settings.retry_scale,

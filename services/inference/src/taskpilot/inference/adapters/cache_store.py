@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from taskpilot.inference.domain.cache import (
@@ -28,6 +27,7 @@ from taskpilot.inference.domain.cache import (
     Signature,
     best_match,
 )
+from taskpilot.runtime.kv import key_value
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +194,10 @@ class KvCacheStore:
         self._loaded = asyncio.Event()
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str, ttl_s: float) -> KvCacheStore:
-        try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl_s)
-        store = cls(kv)
+    async def open(
+        cls, js: JetStreamContext, bucket: str, ttl_s: float, replicas: int = 1
+    ) -> KvCacheStore:
+        store = cls(await key_value(js, bucket, replicas=replicas, ttl=ttl_s))
         await store.start()
         return store
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+
+from taskpilot.runtime.kv import key_value
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,8 @@ class KvSpendLedger:
         self._kv = kv
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str) -> KvSpendLedger:
-        try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=bucket, history=1)
-        return cls(kv)
+    async def open(cls, js: JetStreamContext, bucket: str, replicas: int = 1) -> KvSpendLedger:
+        return cls(await key_value(js, bucket, replicas=replicas))
 
     async def spent(self, tenant_id: str, month: str) -> Spend:
         try:

@@ -6,6 +6,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from taskpilot.runtime.kv import key_value
+
 
 class SendLedger:
     """Command id -> wamid of sends Meta accepted (JetStream KV), so a redelivered command
@@ -17,12 +19,8 @@ class SendLedger:
         self._kv = kv
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> SendLedger:
-        try:
-            kv = await js.key_value(cls.BUCKET)
-        except Exception:
-            kv = await js.create_key_value(bucket=cls.BUCKET, history=1)
-        return cls(kv)
+    async def open(cls, js: JetStreamContext, replicas: int = 1) -> SendLedger:
+        return cls(await key_value(js, cls.BUCKET, replicas=replicas))
 
     async def wamid_of(self, command_id: str) -> str | None:
         try:
