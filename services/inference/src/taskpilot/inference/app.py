@@ -70,8 +70,11 @@ async def create(settings: InferenceSettings) -> ServiceApp:
     )
     models = settings.models_config()
     cascade = await asyncio.to_thread(build_cascade, models)
-    store = await KvCacheStore.open(res.bus.js, settings.cache_bucket, settings.cache_ttl_s)
-    ledger = await KvSpendLedger.open(res.bus.js, settings.spend_bucket)
+    replicas = settings.stream_replicas
+    store = await KvCacheStore.open(
+        res.bus.js, settings.cache_bucket, settings.cache_ttl_s, replicas
+    )
+    ledger = await KvSpendLedger.open(res.bus.js, settings.spend_bucket, replicas)
     spending = Spending(
         ledger,
         budget_lookup(settings, res.tenants),
