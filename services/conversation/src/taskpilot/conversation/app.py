@@ -15,6 +15,7 @@ from taskpilot.conversation.committer import GroupCommitter
 from taskpilot.conversation.domain import Conversation
 from taskpilot.conversation.gdpr import Gdpr
 from taskpilot.conversation.lifecycle import open_lifecycle
+from taskpilot.conversation.memory import LeadMemory
 from taskpilot.conversation.relay import Relay
 from taskpilot.conversation.settings import ConversationSettings
 from taskpilot.conversation.timers import TimerLoop
@@ -64,8 +65,9 @@ async def create(settings: ConversationSettings) -> ServiceApp:
     lifecycle = await open_lifecycle(app, res.pool, res.tenants, res.bus, settings)
     gdpr.archives = lifecycle
     committer = GroupCommitter(app)
+    memory = LeadMemory(res.bus, gdpr)
     handlers.register(
-        res.bus, app, committer, res.tenants, settings.partitions, lifecycle.ensure_hot
+        res.bus, app, committer, res.tenants, settings.partitions, memory, lifecycle.ensure_hot
     )
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
     http.include_router(conversations_router(app, gdpr))

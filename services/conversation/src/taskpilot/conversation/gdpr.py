@@ -3,8 +3,11 @@
 Erasure deletes the conversation's stored events and snapshots, its timers, and its messages
 in the WHATSAPP_IN and CONVERSATION streams (their subjects carry the lead), records an audit
 row (no personal data: a hash of the lead), then publishes ``LeadErased`` so read models and
-the knowledge service's memory delete theirs. Commands and results in INFERENCE, TOOLS and
-WHATSAPP_OUT carry message text too; those streams keep messages for at most 7 days.
+the knowledge service's memory delete theirs. The lead's memory in knowledge is erased first
+(nothing is erased when it cannot be) and again at the end, for a turn that was being
+remembered meanwhile (:mod:`taskpilot.conversation.memory` checks the audit rows too).
+Commands and results in INFERENCE, TOOLS and WHATSAPP_OUT carry message text too; those
+streams keep messages for at most 7 days.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class Gdpr:
             deleted += await self.archives.erase(tenant_id, conv)
         purged = await self._purge(tenant_id, lead)
         erasure = uuid.uuid4()
+        erased_at = datetime.now(UTC)
         async with self._pool.connection() as db:
             await db.execute(
                 "INSERT INTO gdpr_erasures VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -111,9 +115,11 @@ class Gdpr:
                     requested_by,
                     deleted,
                     purged,
-                    datetime.now(UTC),
+                    erased_at,
                 ),
             )
+        # A turn remembered while this ran, seen before the audit row was: gone now.
+        memories += await self._erase_memory(tenant_id, lead, requested_by)
         await self._bus.publish(
             LeadErased(
                 tenant_id=tenant_id,
@@ -133,6 +139,16 @@ class Gdpr:
             "memories_erased": memories,
             "erasure_id": str(erasure),
         }
+
+    async def erased_since(self, conversation: uuid.UUID, at: datetime) -> bool:
+        """Whether the conversation's lead was erased at or after ``at`` (a conversation id
+        names one tenant's lead)."""
+        async with self._pool.connection() as db:
+            cur = await db.execute(
+                "SELECT 1 FROM gdpr_erasures WHERE conversation_id = %s AND erased_at >= %s",
+                (conversation, at),
+            )
+            return await cur.fetchone() is not None
 
     async def _erase_memory(self, tenant_id: str, lead: str, requested_by: str) -> int:
         request = EraseLeadMemory(

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from taskpilot.contracts import Message, subjects
+from taskpilot.contracts.conversation import TurnFinished
 from taskpilot.contracts.inference import ReplyGenerated
 from taskpilot.contracts.tools import PaymentReceived, ToolCallCompleted
 from taskpilot.contracts.whatsapp import (
@@ -15,6 +16,7 @@ from taskpilot.contracts.whatsapp import (
     WhatsAppStatusReceived,
 )
 from taskpilot.conversation.committer import GroupCommitter
+from taskpilot.conversation.memory import LeadMemory
 from taskpilot.conversation.service import (
     Change,
     ConversationNotFoundError,
@@ -56,6 +58,13 @@ SENT = ConsumerSpec("conversation-sent", subjects.WHATSAPP_OUT, subjects.WA_SENT
 SEND_FAILED = ConsumerSpec(
     "conversation-send-failed", subjects.WHATSAPP_OUT, subjects.WA_SEND_FAILED.wildcard()
 )
+# Our own finished turns, to the lead's memory; knowledge may be away for a while.
+MEMORY = ConsumerSpec(
+    "conversation-memory",
+    subjects.CONVERSATION,
+    subjects.CONVERSATION_EVENT.wildcard(event=TurnFinished.EVENT),
+    ConsumerPolicy(max_deliver=8, backoff_s=(1.0, 5.0, 30.0, 120.0, 600.0)),
+)
 
 
 def payment_thanks(profile: BusinessProfile, payment: PaymentReceived) -> str:
@@ -88,6 +97,7 @@ def register(
     committer: GroupCommitter,
     tenants: TenantDirectory,
     partitions: list[int],
+    memory: LeadMemory,
     ensure_hot: Callable[[str, str], Awaitable[bool]] = _always_hot,
 ) -> None:
     async def when_reply_generated(reply: ReplyGenerated) -> None:
@@ -126,3 +136,8 @@ def register(
     )
     subscribe(bus, SENT, WhatsAppMessageSent, _committed(committer, app.sent_change))
     subscribe(bus, SEND_FAILED, WhatsAppSendFailed, _committed(committer, app.failed_change))
+
+    async def when_turn_finished(turn: TurnFinished) -> None:
+        await memory.remember(turn)
+
+    subscribe(bus, MEMORY, TurnFinished, when_turn_finished)
