@@ -34,7 +34,9 @@ from taskpilot.runtime.servers import (
 )
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import eventually
+from taskpilot.runtime.testing.tokens import bearer, inline_jwks
 from taskpilot.tenancy import BusinessProfile, SecretBox, Tenant, TenantDirectory, TenantSecrets
+from taskpilot.tenancy.tokens import LocalIssuer
 
 HOLDING = "One moment please, a colleague of Shop will answer you."
 
@@ -45,6 +47,7 @@ class Harness:
     bus: Bus
     nc: Client
     tenant: str
+    headers: dict[str, str] = field(default_factory=dict)
     seen: dict[str, list[Any]] = field(default_factory=dict)
     memory_erasures: list[str] = field(default_factory=list)
 
@@ -79,12 +82,16 @@ class Harness:
         )
         return wamid
 
+    def client(self) -> httpx.AsyncClient:
+        """An HTTP client with the tenant owner's token."""
+        return httpx.AsyncClient(headers=self.headers)
+
     async def publish(self, message: Message) -> None:
         await self.bus.publish(message)
 
     async def timeline(self, lead: str) -> list[dict[str, Any]]:
         conv = conversation_id(self.tenant, lead)
-        async with httpx.AsyncClient() as client:
+        async with self.client() as client:
             response = await client.get(
                 f"{self.base_url}/v1/tenants/{self.tenant}/conversations/{conv}/events"
             )
@@ -103,7 +110,7 @@ class Harness:
 
 @pytest.fixture(scope="module")
 async def harness(
-    postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+    postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory, token_issuer: LocalIssuer
 ) -> AsyncIterator[Harness]:
     # Its own NATS server: the durable consumers must not be shared with other suites' services.
     nats_server = NatsServer(tmp_path_factory.mktemp("nats-conversation")).start()
@@ -133,6 +140,7 @@ async def harness(
         burst_window_s=0.4,
         turn_deadline_s=1.5,
         log_json=False,
+        local_jwks=inline_jwks(token_issuer),
     )
     app = await create(settings)
     stop = asyncio.Event()
@@ -140,7 +148,9 @@ async def harness(
     bus = Bus(nats_server.url, name="harness")
     await bus.connect()
     nc = await nats.connect(nats_server.url)
-    harness = Harness(f"http://127.0.0.1:{settings.http_port}", bus, nc, tenant)
+    harness = Harness(
+        f"http://127.0.0.1:{settings.http_port}", bus, nc, tenant, bearer(token_issuer, tenant)
+    )
 
     async def knowledge_memory(msg: Any) -> None:
         # Stands in for the knowledge service's memory responder (its own tests cover it).

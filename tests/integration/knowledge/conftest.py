@@ -1,5 +1,6 @@
 """Knowledge wired for tests: real PostgreSQL, real NATS, the embedded vector store, the real
-embedder; its HTTP API through an in-process ASGI client and its responders on the bus."""
+embedder; its HTTP API through an in-process ASGI client (with an operator's token, each test
+using its own tenants) and its responders on the bus."""
 
 from __future__ import annotations
 
@@ -25,9 +26,13 @@ from taskpilot.knowledge.api import knowledge_router
 from taskpilot.knowledge.domain import EmbeddingSpace, HybridPolicy
 from taskpilot.knowledge.repository import SCHEMA, KnowledgeRepository
 from taskpilot.knowledge.service import KnowledgeService, Retriever
+from taskpilot.runtime.auth import Guard, add_auth_errors
 from taskpilot.runtime.bus import Bus, ensure_streams
 from taskpilot.runtime.db import migrate, open_pool
 from taskpilot.runtime.servers import NatsServer
+from taskpilot.runtime.testing.tokens import operator
+from taskpilot.tenancy.api_keys import ApiKeyStore
+from taskpilot.tenancy.tokens import LocalIssuer, TokenVerifier
 
 
 class HashingEmbedder:
@@ -99,6 +104,7 @@ async def knowledge(
     knowledge_pool: AsyncConnectionPool,
     knowledge_bus: Bus,
     tmp_path_factory: pytest.TempPathFactory,
+    token_issuer: LocalIssuer,
 ) -> AsyncIterator[Knowledge]:
     """One knowledge service for the session; each test uses its own tenants."""
     embedder = default_embedder()
@@ -113,10 +119,18 @@ async def knowledge(
     await responders.connect()
     handlers.register(responders, service)
     await responders.start()
+    api_keys = ApiKeyStore(knowledge_pool)
+    await api_keys.ensure_schema()
     app = FastAPI()
-    app.include_router(knowledge_router(service))
+    add_auth_errors(app)
+    app.include_router(
+        knowledge_router(service, Guard(TokenVerifier(local=token_issuer, api_keys=api_keys)))
+    )
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://knowledge", timeout=30
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://knowledge",
+        timeout=30,
+        headers=operator(token_issuer),
     ) as http:
         yield Knowledge(service, store, http, knowledge_bus, embedder)
     await service.wait_for_jobs()

@@ -31,6 +31,8 @@ from taskpilot.runtime.servers import (
 )
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import eventually
+from taskpilot.runtime.testing.tokens import inline_jwks, operator
+from taskpilot.tenancy.tokens import LocalIssuer
 from taskpilot.tools.app import create
 from taskpilot.tools.settings import ToolsSettings
 from tests.integration.tools.standins import GoogleStandIn, Receiver, StripeStandIn, serve
@@ -141,10 +143,12 @@ async def tools_app(
     tools_database: str,
     google: tuple[GoogleStandIn, str],
     stripe_standin: tuple[StripeStandIn, str],
+    token_issuer: LocalIssuer,
 ) -> AsyncIterator[ServiceApp]:
     settings = tools_settings(
         tools_nats.url,
         tools_database,
+        local_jwks=inline_jwks(token_issuer),
         google_api_base=google[1],
         google_token_url=f"{google[1]}/token",
         stripe_api_base=stripe_standin[1],
@@ -159,9 +163,12 @@ async def tools_app(
 
 
 @pytest.fixture(scope="session")
-async def api(tools_app: ServiceApp) -> AsyncIterator[httpx.AsyncClient]:
+async def api(tools_app: ServiceApp, token_issuer: LocalIssuer) -> AsyncIterator[httpx.AsyncClient]:
+    """The tools API as the dashboard calls it: with an operator's token (tests pick tenants)."""
     transport = httpx.ASGITransport(app=tools_app.http)
-    async with httpx.AsyncClient(transport=transport, base_url="http://tools") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://tools", headers=operator(token_issuer)
+    ) as client:
         yield client
 
 

@@ -26,6 +26,8 @@ from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.servers import NatsServer, free_port
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import ServiceProcess, eventually
+from taskpilot.runtime.testing.tokens import bearer, inline_jwks
+from taskpilot.tenancy.tokens import LocalIssuer
 from taskpilot.tools.jobs import STEPS
 from taskpilot.tools.plan import NOT_DONE
 from tests.integration.tools.conftest import Collected
@@ -116,7 +118,7 @@ def restart_nats(tmp_path: Path) -> Iterator[NatsServer]:
     server.stop()
 
 
-def worker(nats_url: str, database_url: str, log: Path) -> ServiceProcess:
+def worker(nats_url: str, database_url: str, log: Path, jwks: str) -> ServiceProcess:
     port = free_port()
     env = {
         "NATS_URL": nats_url,
@@ -126,6 +128,7 @@ def worker(nats_url: str, database_url: str, log: Path) -> ServiceProcess:
         "TASKPILOT_TOOLS_HTTP_PORT": str(port),
         "TASKPILOT_TOOLS_JOB_ACK_WAIT_S": "2",
         "TASKPILOT_TOOLS_ALLOW_PRIVATE_TARGETS": "true",
+        "TASKPILOT_AUTH_JWKS": jwks,
         # Long enough to kill the worker between two steps; the kill itself is immediate.
         "TASKPILOT_TOOLS_JOB_STEP_PAUSE_S": "1.5",
     }
@@ -133,7 +136,7 @@ def worker(nats_url: str, database_url: str, log: Path) -> ServiceProcess:
 
 
 async def test_a_job_survives_its_worker_being_killed(
-    restart_nats: NatsServer, tools_database: str, tmp_path: Path
+    restart_nats: NatsServer, tools_database: str, tmp_path: Path, token_issuer: LocalIssuer
 ) -> None:
     tenant = f"t{uuid.uuid4().hex[:10]}"
     nc = await nats.connect(restart_nats.url)
@@ -142,13 +145,15 @@ async def test_a_job_survives_its_worker_being_killed(
     async def record(msg: Msg) -> None:
         seen.append(msg.subject.rsplit(".", 1)[-1])
 
-    first = worker(restart_nats.url, tools_database, tmp_path / "first.log").start()
-    second = worker(restart_nats.url, tools_database, tmp_path / "second.log")
+    jwks = inline_jwks(token_issuer)
+    first = worker(restart_nats.url, tools_database, tmp_path / "first.log", jwks).start()
+    second = worker(restart_nats.url, tools_database, tmp_path / "second.log", jwks)
     try:
         await first.wait_ready()
         await nc.subscribe(f"tools.{tenant}.job_progressed", cb=record)
         await nc.subscribe(f"tools.{tenant}.job_completed", cb=record)
-        async with httpx.AsyncClient(base_url=first.base_url) as client:
+        headers = bearer(token_issuer, tenant)
+        async with httpx.AsyncClient(base_url=first.base_url, headers=headers) as client:
             response = await client.post(
                 f"/v1/tenants/{tenant}/jobs", json={"kind": "weekly_marketing_plan"}
             )
@@ -169,7 +174,7 @@ async def test_a_job_survives_its_worker_being_killed(
             return "job_completed" in seen
 
         await eventually(finished, timeout=60, what="the job finished by the second worker")
-        async with httpx.AsyncClient(base_url=second.base_url) as client:
+        async with httpx.AsyncClient(base_url=second.base_url, headers=headers) as client:
             status = (await client.get(f"/v1/tenants/{tenant}/jobs/{job_id}")).json()
         assert status["status"] == "done" and status["done_steps"] == len(STEPS)
         assert status["runs"][0] == 0 and status["runs"][-1] >= 1, "resumed, not restarted"

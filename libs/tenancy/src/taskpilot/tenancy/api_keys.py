@@ -63,9 +63,14 @@ class ApiKeyStore:
         self._pool = pool
 
     async def ensure_schema(self) -> None:
+        # Every service with an HTTP API calls this at start: once the table is there, no DDL
+        # (role grants racing other services' migrations would fail for nothing).
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('taskpilot.api_keys'))")
-            await conn.execute(SCHEMA_SQL)
+            cur = await conn.execute("SELECT to_regclass('api_keys') IS NOT NULL")
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                await conn.execute(SCHEMA_SQL)
 
     async def create(
         self, tenant_id: str, name: str, roles: frozenset[Role], created_by: str

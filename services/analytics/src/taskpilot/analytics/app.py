@@ -10,6 +10,7 @@ import httpx
 from taskpilot.analytics import handlers
 from taskpilot.analytics.api import UseCases, build_http, mount_web
 from taskpilot.analytics.auth import LocalIssuer, TokenVerifier
+from taskpilot.analytics.keys import ApiKeys
 from taskpilot.analytics.live import ChangeFeed
 from taskpilot.analytics.onboarding import Onboarding
 from taskpilot.analytics.rebuild import Rebuilder
@@ -22,6 +23,7 @@ from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.host import ServiceApp
 from taskpilot.runtime.ops import add_ops_routes
+from taskpilot.tenancy.api_keys import ApiKeyStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ async def create(settings: AnalyticsSettings) -> ServiceApp:
     rebuilder = Rebuilder(res.bus.js, settings.database_url, projections, operator)
 
     local = LocalIssuer.in_data_dir(settings.data_dir) if settings.local_issuer else None
+    api_keys = ApiKeyStore(res.pool)
+    await api_keys.ensure_schema()
     verifier = TokenVerifier(
         local=local,
         oidc_issuer=settings.oidc_issuer,
@@ -46,6 +50,7 @@ async def create(settings: AnalyticsSettings) -> ServiceApp:
         oidc_algorithms=settings.oidc_algorithms,
         tenant_claim=settings.tenant_claim,
         roles_claim=settings.roles_claim,
+        api_keys=api_keys,
     )
     client = httpx.AsyncClient()
     upstreams = Upstreams(
@@ -61,12 +66,13 @@ async def create(settings: AnalyticsSettings) -> ServiceApp:
     reads = ReadModels(read_pool)
     feed = ChangeFeed(settings.database_url)
     use = UseCases(
-        dashboard=Dashboard(reads, operator),
+        dashboard=Dashboard(reads, operator, res.tenants),
         dead_letters=DeadLetters(reads, operator, res.bus),
         onboarding=Onboarding(res.tenants, operator, settings.public_webhook_base or ""),
         sandbox=Sandbox(res.tenants, upstreams),
         upstreams=upstreams,
         feed=feed,
+        api_keys=ApiKeys(res.tenants, api_keys),
     )
     browser_login = (
         {

@@ -2,9 +2,9 @@
 (timeline, takeover, human replies, hand-back, GDPR), knowledge (FAQs, documents), tools
 (configuration), ingest (the sandbox chat's webhooks) and the Graph API sandbox.
 
-Analytics is the dashboard's only door: it checks the token, takes the tenant from the path
-it allowed, and calls the sibling on the internal network. The siblings have no
-authentication of their own and must not be reachable from outside.
+Analytics is the dashboard's door: it checks the token, takes the tenant from the path it
+allowed, and calls the sibling with the caller's own credential, which the sibling checks
+again (defence in depth: a sibling reached directly refuses what analytics would).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
+from taskpilot.runtime.auth import forwarded
+from taskpilot.tenancy.access import Principal
 
 
 class UpstreamUnavailableError(Exception):
@@ -37,7 +40,9 @@ class Upstreams:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 30.0,
+        caller: Principal | None = None,
     ) -> httpx.Response:
+        """``caller``'s credential goes along, so the sibling authorises the call itself."""
         base = self._urls.get(service)
         if not base:
             raise UpstreamUnavailableError(f"{service} is not configured")
@@ -48,7 +53,7 @@ class Upstreams:
                 json=json,
                 params={k: v for k, v in (params or {}).items() if v is not None},
                 content=content,
-                headers=headers,
+                headers={**(headers or {}), **(forwarded(caller) if caller else {})},
                 timeout=timeout,
             )
         except httpx.HTTPError as exc:

@@ -1,5 +1,6 @@
 """Knowledge HTTP API for the dashboard: FAQs, documents (upload, progress, delete), search,
-lead memory. Domain errors become HTTP statuses here and nowhere else."""
+lead memory. Domain errors become HTTP statuses here and nowhere else; every route needs a
+token whose role allows its action on the path's tenant (the guard)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from taskpilot.knowledge.service import (
     JobNotFoundError,
     KnowledgeService,
 )
+from taskpilot.runtime.auth import Guard
+from taskpilot.tenancy.access import Action
 
 MULTIPART_SLACK = 64 * 1024
 """Room for multipart boundaries and form fields on top of the file itself."""
@@ -102,25 +105,28 @@ async def _upload_of(
     )
 
 
-def knowledge_router(service: KnowledgeService) -> APIRouter:
+def knowledge_router(service: KnowledgeService, guard: Guard) -> APIRouter:
     router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["knowledge"])
+    read, edit = guard.allows(Action.READ), guard.allows(Action.EDIT_KNOWLEDGE)
+    configure, converse = guard.allows(Action.CONFIGURE), guard.allows(Action.CONVERSE)
+    forget = guard.allows(Action.ERASE)
 
-    @router.post("/faqs", status_code=201)
+    @router.post("/faqs", status_code=201, dependencies=[edit])
     async def create_faq(tenant_id: TenantId, faq: FaqIn) -> Faq:
         return await service.add_faq(tenant_id, faq.question, faq.answer)
 
-    @router.get("/faqs")
+    @router.get("/faqs", dependencies=[read])
     async def list_faqs(tenant_id: TenantId) -> list[Faq]:
         return await service.list_faqs(tenant_id)
 
-    @router.put("/faqs/{faq_id}")
+    @router.put("/faqs/{faq_id}", dependencies=[edit])
     async def update_faq(tenant_id: TenantId, faq_id: str, faq: FaqIn) -> Faq:
         try:
             return await service.update_faq(tenant_id, faq_id, faq.question, faq.answer)
         except FaqNotFoundError:
             raise HTTPException(404, "no such FAQ") from None
 
-    @router.delete("/faqs/{faq_id}", status_code=204)
+    @router.delete("/faqs/{faq_id}", status_code=204, dependencies=[edit])
     async def delete_faq(tenant_id: TenantId, faq_id: str) -> None:
         try:
             await service.delete_faq(tenant_id, faq_id)
@@ -131,6 +137,7 @@ def knowledge_router(service: KnowledgeService) -> APIRouter:
         "/documents",
         status_code=202,
         openapi_extra={"description": "multipart/form-data (file, title, source) or the raw file"},
+        dependencies=[edit],
     )
     async def upload_document(
         tenant_id: TenantId,
@@ -151,32 +158,32 @@ def knowledge_router(service: KnowledgeService) -> APIRouter:
         response.headers["Location"] = status_url
         return Upload(job=job, status_url=status_url)
 
-    @router.get("/jobs/{job_id}")
+    @router.get("/jobs/{job_id}", dependencies=[read])
     async def get_job(tenant_id: TenantId, job_id: str) -> Job:
         try:
             return await service.job(tenant_id, job_id)
         except JobNotFoundError:
             raise HTTPException(404, "no such job") from None
 
-    @router.get("/documents")
+    @router.get("/documents", dependencies=[read])
     async def list_documents(tenant_id: TenantId) -> list[Document]:
         return await service.list_documents(tenant_id)
 
-    @router.get("/documents/{document_id}")
+    @router.get("/documents/{document_id}", dependencies=[read])
     async def get_document(tenant_id: TenantId, document_id: str) -> Document:
         try:
             return await service.document(tenant_id, document_id)
         except DocumentNotFoundError:
             raise HTTPException(404, "no such document") from None
 
-    @router.delete("/documents/{document_id}", status_code=204)
+    @router.delete("/documents/{document_id}", status_code=204, dependencies=[edit])
     async def delete_document(tenant_id: TenantId, document_id: str) -> None:
         try:
             await service.delete_document(tenant_id, document_id)
         except DocumentNotFoundError:
             raise HTTPException(404, "no such document") from None
 
-    @router.post("/search")
+    @router.post("/search", dependencies=[read])
     async def search(tenant_id: TenantId, body: SearchIn) -> KnowledgeSearchResult:
         try:
             return await service.search(
@@ -192,20 +199,20 @@ def knowledge_router(service: KnowledgeService) -> APIRouter:
         except EmbeddingMismatchError as exc:
             raise HTTPException(409, str(exc)) from None
 
-    @router.post("/reindex")
+    @router.post("/reindex", dependencies=[configure])
     async def reindex(tenant_id: TenantId) -> dict[str, int]:
         return {"points": await service.reindex(tenant_id)}
 
-    @router.post("/leads/{lead}/memory", status_code=201)
+    @router.post("/leads/{lead}/memory", status_code=201, dependencies=[converse])
     async def remember(tenant_id: TenantId, lead: LeadId, turn: TurnIn) -> JSONResponse:
         await service.remember(MemoryTurn(tenant_id=tenant_id, lead_id=lead, **turn.model_dump()))
         return JSONResponse({"stored": 1}, status_code=201)
 
-    @router.post("/leads/{lead}/memory/search")
+    @router.post("/leads/{lead}/memory/search", dependencies=[read])
     async def recall(tenant_id: TenantId, lead: LeadId, body: RecallIn) -> list[MemoryHit]:
         return await service.recall(tenant_id, lead, body.query, body.top_k, body.min_score)
 
-    @router.delete("/leads/{lead}/memory")
+    @router.delete("/leads/{lead}/memory", dependencies=[forget])
     async def erase(tenant_id: TenantId, lead: LeadId) -> dict[str, int]:
         """Forget the lead (GDPR erase): every remembered turn, rows and vectors."""
         return {"erased": await service.erase_lead(tenant_id, lead)}

@@ -16,6 +16,7 @@ from taskpilot.knowledge.domain import EmbeddingSpace
 from taskpilot.knowledge.repository import SCHEMA, KnowledgeRepository
 from taskpilot.knowledge.service import KnowledgeService, Retriever
 from taskpilot.knowledge.settings import KnowledgeSettings
+from taskpilot.runtime.auth import Guard, add_auth_errors, verifier_for
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.db import migrate
 from taskpilot.runtime.host import ServiceApp
@@ -54,8 +55,10 @@ async def create(settings: KnowledgeSettings) -> ServiceApp:
         limits=settings.chunk_limits(),
     )
     handlers.register(res.bus, service)
+    guard = Guard(await verifier_for(settings, res.pool))
     http = FastAPI(title="TaskPilot knowledge", version="0.2.0")
-    http.include_router(knowledge_router(service))
+    add_auth_errors(http)
+    http.include_router(knowledge_router(service, guard))
     add_ops_routes(http, "knowledge", res.readiness())
 
     async def reindex_stale_tenants() -> None:

@@ -7,10 +7,10 @@ from pydantic_settings import SettingsConfigDict
 
 from taskpilot.knowledge.chunking import ChunkLimits
 from taskpilot.knowledge.domain import HybridPolicy
-from taskpilot.runtime.settings import CommonSettings
+from taskpilot.runtime.auth import GuardedSettings
 
 
-class KnowledgeSettings(CommonSettings):
+class KnowledgeSettings(GuardedSettings):
     model_config = SettingsConfigDict(env_prefix="TASKPILOT_KNOWLEDGE_", extra="ignore")
 
     http_port: int = 8003

