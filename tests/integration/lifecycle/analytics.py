@@ -18,7 +18,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from taskpilot.analytics import handlers
 from taskpilot.analytics.rebuild import Rebuilder
-from taskpilot.analytics.repository import OperatorStore, ProjectionStore, ReadModels
+from taskpilot.analytics.repository import (
+    ConversationFilter,
+    OperatorStore,
+    ProjectionStore,
+    ReadModels,
+)
 from taskpilot.analytics.service import Dashboard, Projector
 from taskpilot.contracts import subjects
 from taskpilot.conversation.adapters import Timers
@@ -59,11 +64,13 @@ class Analytics:
         return bool(published) and row is not None and row[0] == published
 
     async def totals(self, tenant: str) -> dict[str, Any]:
-        """The dashboard's summary, once the projector has caught up with the stream."""
+        """The dashboard's summary and its conversation rows (the export), once the projector
+        has caught up with the stream."""
         await eventually(
             lambda: self.projected(tenant), timeout=60, what=f"analytics caught up ({tenant})"
         )
-        return await self.dashboard.summary(tenant, SINCE, UNTIL)
+        summary = await self.dashboard.summary(tenant, SINCE, UNTIL)
+        return {**summary, "rows": await self.dashboard.export(tenant, ConversationFilter())}
 
     async def rebuild(self) -> int:
         """``taskpilot projections rebuild``: the read models again, from the streams alone."""

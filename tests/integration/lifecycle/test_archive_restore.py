@@ -81,9 +81,10 @@ async def test_archive_then_restore_gives_back_the_same_histories_and_totals(
     assert conv.receive("wamid.back", "text", "me again", None, "cause")
     world.app.save(conv)
     after = world.app.history_of(tenant, conv.id)
+    last = json.loads(before[(tenant, lead)])[-1]["version"]
     assert [(e["version"], e["type"]) for e in after[-2:]] == [
-        (6, "MessageReceived"),
-        (7, "ReplyRequested"),
+        (last + 1, "MessageReceived"),
+        (last + 2, "ReplyRequested"),
     ]
 
 
@@ -93,12 +94,13 @@ async def test_a_restore_is_refused_for_another_tenant_and_erasure_reaches_the_a
     a, b = "lc" + uuid.uuid4().hex[:6], "ld" + uuid.uuid4().hex[:6]
     await add_tenant(world.tenants, a)
     [lead] = world.seed(a, 1)
+    stored = world.hot_events(a, lead)
     await world.lifecycle.archive(a, LATER)
     conv = conversation_id(a, lead)
     assert not await world.lifecycle.restore(b, conv, "operator")
     with pytest.raises(ConversationNotFoundError):
         await asyncio.to_thread(world.app.get, a, conv)
 
-    assert await world.lifecycle.erase(a, conv) == 5
+    assert await world.lifecycle.erase(a, conv) == stored
     assert not world.archived_object(a, lead)
     assert not await world.lifecycle.restore(a, conv, "operator")

@@ -1,5 +1,6 @@
-"""Retention: content older than the tenant's limit is gone from the hot store and the
-archive; the facts (types, versions, times, tiers) remain; each run is recorded and announced."""
+"""Retention: content older than the tenant's limit is gone from the hot store, the archive
+and analytics' read models; the facts (types, versions, times, tiers) and every analytics total
+remain; each run is recorded and announced."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from taskpilot.contracts.conversation import TENANT_LEAD
 from taskpilot.conversation.domain import conversation_id
 from taskpilot.conversation.gdpr import stored_count
 from taskpilot.conversation.redaction import REDACTED
+from taskpilot.tenancy import tenant_transaction
+from tests.integration.lifecycle.analytics import Analytics
 from tests.integration.lifecycle.conftest import World, add_tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -24,11 +27,13 @@ def facts(history: list[dict]) -> list[tuple]:
 
 
 async def test_content_past_the_limit_is_redacted_everywhere_and_the_metrics_remain(
-    world: World,
+    world: World, analytics: Analytics
 ) -> None:
     tenant = "lr" + uuid.uuid4().hex[:6]
     await add_tenant(world.tenants, tenant, message_content_days=30, archive_after_days=60)
     hot, archived = world.seed(tenant, 3), world.seed(tenant, 3)
+    await analytics.relay_all()
+    totals = await analytics.totals(tenant)
     await world.lifecycle.archive(tenant, datetime.now(UTC) + timedelta(days=1))  # nothing idle
     for lead in archived:  # only these are idle enough: archive them alone
         world.query(
@@ -43,6 +48,11 @@ async def test_content_past_the_limit_is_redacted_everywhere_and_the_metrics_rem
     run = await world.lifecycle.retention(tenant, datetime.now(UTC) + timedelta(days=31))
 
     assert run.conversations == 6 and run.archives == 3
+    after = await analytics.totals(tenant)
+    assert {k: v for k, v in after.items() if k != "rows"} == {
+        k: v for k, v in totals.items() if k != "rows"
+    }  # the metrics stay; the rows lost their texts
+    assert await read_model_texts(analytics, tenant) == {"[redacted]"}
     for lead in hot:
         after = world.app.history_of(tenant, conversation_id(tenant, lead))
         assert facts(after) == facts(before[lead])
@@ -69,3 +79,17 @@ async def test_content_past_the_limit_is_redacted_everywhere_and_the_metrics_rem
 
     again = await world.lifecycle.retention(tenant, datetime.now(UTC) + timedelta(days=31))
     assert again.events == 0  # redaction is idempotent
+
+
+async def read_model_texts(analytics: Analytics, tenant: str) -> set[str | None]:
+    """Every text analytics holds for the tenant (messages, previews, lead names)."""
+    async with tenant_transaction(analytics.pool, tenant) as conn:
+        cur = await conn.execute(
+            """SELECT text FROM analytics_messages WHERE text IS NOT NULL
+               UNION SELECT last_text FROM analytics_conversations
+               UNION SELECT lead_name FROM analytics_conversations WHERE lead_name IS NOT NULL"""
+        )
+        texts = {row[0] for row in await cur.fetchall()}
+        cur = await conn.execute("SELECT lead FROM analytics_conversations WHERE lead = '_tenant'")
+        assert not await cur.fetchall(), "a tenant-wide run shows as a conversation"
+    return texts

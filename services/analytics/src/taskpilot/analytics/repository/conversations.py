@@ -21,6 +21,8 @@ STATUS_RANK = (
 )
 HANDOFF_BY = ("assistant", "system")
 CONVERSATION_TYPES = [t.TYPE for t in ev.CONVERSATION_EVENTS]
+REDACTED = "[redacted]"
+"""What retention leaves of a text (the conversation service writes the same marker)."""
 
 
 async def _conversation(conn: AsyncConnection, e: ev.ConversationEvent) -> None:
@@ -250,6 +252,29 @@ async def only_recorded(conn: AsyncConnection, e: ev.ConversationEvent) -> None:
     # Turn mechanics (requested, superseded, tool rounds, timeouts) are counted from
     # analytics_projected; the conversation row only has to exist.
     await _conversation(conn, e)
+
+
+async def lifecycle_fact(conn: AsyncConnection, e: ev.ConversationEvent) -> None:
+    """Archived, restored, a retention or lifecycle run: counted in ``analytics_projected``
+    only. Moving a conversation between the hot store and the archive is not activity (its
+    row, its messages and every total stay as they were), and tenant-wide runs are no
+    conversation at all."""
+
+
+async def content_redacted(conn: AsyncConnection, e: ev.ConversationContentRedacted) -> None:
+    """Retention: what people wrote goes from the read models too, up to ``before``; every
+    figure stays (a redacted text is a marker, never NULL, so replies are still counted)."""
+    await conn.execute(
+        """UPDATE analytics_messages SET text = %s, citations = '[]'::jsonb
+           WHERE conversation_id = %s AND occurred_at < %s AND text IS NOT NULL""",
+        (REDACTED, e.conversation_id, e.before),
+    )
+    await conn.execute(
+        """UPDATE analytics_conversations SET lead_name = NULL,
+             last_text = CASE WHEN last_text IS NULL THEN NULL ELSE %s END
+           WHERE conversation_id = %s AND last_message_at < %s""",
+        (REDACTED, e.conversation_id, e.before),
+    )
 
 
 async def lead_erased(conn: AsyncConnection, e: ev.LeadErased) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from taskpilot.tenancy.rls import ensure_app_role_sql, tenant_table_sql
 
-VERSION = "5"
+VERSION = "6"
 
 PROJECTION_TABLES = (
     "analytics_projected",
