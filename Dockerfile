@@ -6,8 +6,19 @@
 # /tmp (mount a tmpfs or emptyDir there). See docs/operations.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 FROM ghcr.io/astral-sh/uv:0.13.8 AS uv
+
+# ---- web: the dashboard (web/, React + Vite) built into web/dist ------------------------------
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+# Dependencies first, from the lock file only: this layer changes only when it does.
+COPY web/package.json web/package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
 
 # ---- builder: resolve from uv.lock into /app/.venv, nothing else ----------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -45,6 +56,8 @@ RUN groupadd --system --gid 10001 taskpilot \
             --home-dir /nonexistent --shell /usr/sbin/nologin taskpilot
 
 COPY --from=builder /app/.venv /app/.venv
+# Analytics serves the dashboard from TASKPILOT_ANALYTICS_WEB_DIR (static files, read-only).
+COPY --from=web /web/dist /app/web/dist
 
 # The code is owned by root and read-only for the service user. Bytecode was compiled at build
 # time, so Python never needs to write next to it. TASKPILOT_DATA_DIR only matters for the
@@ -53,6 +66,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TASKPILOT_DATA_DIR=/tmp/taskpilot \
+    TASKPILOT_ANALYTICS_WEB_DIR=/app/web/dist \
     TASKPILOT_LOG_JSON=true
 WORKDIR /app
 USER 10001:10001
