@@ -48,6 +48,7 @@ class Harness:
     nc: Client
     tenant: str
     headers: dict[str, str] = field(default_factory=dict)
+    database_url: str = ""  # the service's database (a test may add tenants to it)
     seen: dict[str, list[Any]] = field(default_factory=dict)
     memory_erasures: list[str] = field(default_factory=list)
 
@@ -149,7 +150,12 @@ async def harness(
     await bus.connect()
     nc = await nats.connect(nats_server.url)
     harness = Harness(
-        f"http://127.0.0.1:{settings.http_port}", bus, nc, tenant, bearer(token_issuer, tenant)
+        f"http://127.0.0.1:{settings.http_port}",
+        bus,
+        nc,
+        tenant,
+        bearer(token_issuer, tenant),
+        database_url,
     )
 
     async def knowledge_memory(msg: Any) -> None:

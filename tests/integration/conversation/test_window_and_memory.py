@@ -3,22 +3,62 @@ through the bus (the tests play inference, the sender and knowledge's memory res
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from taskpilot.contracts import subjects
-from taskpilot.contracts.conversation import ConversationHandedOff
+from taskpilot.contracts.conversation import ConversationHandedOff, TemplateSent
 from taskpilot.contracts.knowledge import KNOWLEDGE_MEMORY_REMEMBER, MemoryResult, RememberTurn
-from taskpilot.contracts.whatsapp import SendWhatsAppMessage, WhatsAppMessageSent
+from taskpilot.contracts.whatsapp import SendWhatsAppMessage, TemplateMessage, WhatsAppMessageSent
 from taskpilot.conversation.domain import conversation_id
+from taskpilot.runtime.db import open_pool
+from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import eventually
+from taskpilot.runtime.testing.tokens import bearer
+from taskpilot.tenancy import BusinessProfile, SecretBox, Tenant, TenantDirectory, TenantSecrets
+from taskpilot.tenancy.tokens import LocalIssuer
 from tests.integration.conversation.conftest import Harness
 from tests.integration.conversation.test_turns import answer, new_lead, requests_for, sends_to
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+REPLY_READY = TemplateMessage(
+    name="reply_ready",
+    language="es_ES",
+    components=[{"type": "body", "parameters": [{"type": "text", "text": "Peluquería"}]}],
+)
+
+
+@pytest.fixture(scope="module")
+async def templated(harness: Harness, token_issuer: LocalIssuer) -> Harness:
+    """The same service, as seen by a second tenant that configured a template for replies
+    after the 24-hour window."""
+    tenant = "tpl" + uuid.uuid4().hex[:6]
+    pool = await open_pool(harness.database_url, max_size=1)
+    try:
+        await TenantDirectory(pool, SecretBox.from_setting(DEV_SECRET_KEYS)).upsert(
+            Tenant(
+                id=tenant,
+                name="Peluquería",
+                profile=BusinessProfile(name="Peluquería", window_template=REPLY_READY),
+                secrets=TenantSecrets(
+                    app_secret=SecretStr("a"),
+                    access_token=SecretStr("b"),
+                    verify_token=SecretStr("c"),
+                ),
+                phone_number_ids=["778"],
+            )
+        )
+    finally:
+        await pool.close()
+    return dataclasses.replace(
+        harness, tenant=tenant, headers=bearer(token_issuer, tenant), seen={}, memory_erasures=[]
+    )
 
 
 async def test_a_reply_after_the_24_hour_window_hands_off_instead_of_failing(
@@ -95,3 +135,31 @@ async def test_a_finished_turn_is_remembered_for_the_lead(harness: Harness) -> N
         assert str(conversation_id(h.tenant, lead)) == send.conversation_id
     finally:
         await subscription.unsubscribe()
+
+
+async def test_a_reply_after_the_24_hour_window_goes_as_the_tenants_template(
+    templated: Harness,
+) -> None:
+    h, lead = templated, new_lead()
+    asks = await h.watch(subjects.GENERATE_REPLY.subject(tenant=h.tenant))
+    sends = await h.watch(subjects.WA_SEND.subject(tenant=h.tenant))
+    templates = await h.watch(
+        subjects.CONVERSATION_EVENT.subject(tenant=h.tenant, lead=lead, event="template_sent")
+    )
+    await h.lead_writes(lead, "is my colour ready?", at=datetime.now(UTC) - timedelta(hours=26))
+    [request] = await requests_for(h, asks, lead)
+    await h.publish(answer(request, "Yes, come by at 5."))
+
+    [send] = await sends_to(sends, lead)
+    assert send.text is None and send.template == REPLY_READY
+    assert send.reference == request.turn_id
+    types = await h.until_events(lead, "ReplyComposed", "WindowClosed", "TemplateSent")
+    assert types[-3:] == ["ReplyComposed", "WindowClosed", "TemplateSent"]
+    assert "HandedOff" not in types  # the lead can answer the template and the bot goes on
+
+    async def published() -> TemplateSent | None:
+        found = [TemplateSent.model_validate_json(m.data) for m in templates]
+        return found[0] if found else None
+
+    event = await eventually(published, timeout=10, what="TemplateSent on the bus")
+    assert (event.template, event.language) == ("reply_ready", "es_ES")
