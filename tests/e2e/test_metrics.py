@@ -75,6 +75,7 @@ async def test_one_message_moves_the_counters_of_every_hop(system: System) -> No
             return now if done else None
 
         after = await eventually(after_all, timeout=20, what="counters settled")
+        inference_text = (await client.get(f"{system.url('inference')}/metrics")).text
 
     def delta(service: str, name: str, **labels: str) -> float:
         return total(after[service], name, **labels) - total(before[service], name, **labels)
@@ -99,6 +100,20 @@ async def test_one_message_moves_the_counters_of_every_hop(system: System) -> No
         == 1
     )
     assert delta("analytics", "taskpilot_consumer_messages_total") >= 3
+    # the webhook was answered 200 once, and timed
+    assert delta("ingest", "taskpilot_ingest_webhook_ack_seconds_count", outcome="accepted") == 1
+    # every pulling process reports its consumers' lag (num_pending + num_ack_pending)
+    for service, consumer in (
+        ("ingest", "ingest-sender"),
+        ("conversation", "conversation-inbound-p0"),
+        ("inference", "inference-generate"),
+        ("tools", "tools-jobs"),
+        ("analytics", "analytics-projector"),
+    ):
+        lags = [k for k in after[service] if k[0] == "taskpilot_consumer_lag"]
+        assert ("consumer", consumer) in {label for _, labels in lags for label in labels}
+    # declared, though this run (no model configured) spent no tokens
+    assert "# TYPE taskpilot_inference_tokens_total counter" in inference_text
     # bounded label cardinality: no lead id appears in any label of any service
     for samples in after.values():
         assert not any(lead in str(labels) for _, labels in samples)
