@@ -228,11 +228,33 @@ def team_user(team: str) -> str:
 
 def team_permissions(team: str) -> Permissions:
     """An internal team: publish only ``team.<team>.>``, read only the public events (and
-    its own subjects)."""
+    its own subjects).
+
+    Live, with core subscriptions; or durably, with one JetStream consumer per stream named
+    like the team's user (``team-<team>``) whose filter is one public channel (the filter is in
+    the API subject of a named consumer, so NATS checks it). Its dead letters go to
+    ``dlq.<tenant>.team-<team>``."""
     user = team_user(team)
+    api = "$JS.API.CONSUMER"
+    durable: list[str] = [
+        f"{api}.CREATE.{c.stream.name}.{user}.{c.wildcard()}"
+        for c in PUBLIC_CHANNELS
+        if c.stream is not None
+    ]
+    for stream in dict.fromkeys(c.stream.name for c in PUBLIC_CHANNELS if c.stream is not None):
+        durable += [
+            f"{api}.INFO.{stream}.{user}",
+            f"{api}.DELETE.{stream}.{user}",
+            f"{api}.MSG.NEXT.{stream}.{user}",
+            f"$JS.ACK.{stream}.{user}.>",
+        ]
     return Permissions(
         user,
-        publish=(f"{TEAM_ROOT}.{team}.>",),
+        publish=(
+            f"{TEAM_ROOT}.{team}.>",
+            *durable,
+            s.DEAD_LETTER.wildcard(origin=user),
+        ),
         subscribe=(
             *(c.wildcard() for c in PUBLIC_CHANNELS),
             f"{TEAM_ROOT}.{team}.>",

@@ -162,7 +162,10 @@ class PullConsumer:
 
     async def provision(self) -> None:
         s = self.settings
+        # Named (not the legacy durable API): the filter is then part of the API subject, so
+        # NATS permissions can bound what a consumer may read (taskpilot.runtime.permissions).
         config = ConsumerConfig(
+            name=s.durable,
             durable_name=s.durable,
             filter_subject=s.filter_subject,
             ack_policy=AckPolicy.EXPLICIT,
