@@ -54,8 +54,8 @@ def onboarding_router(onboarding: Onboarding, upstreams: Upstreams, guard: Guard
 
     @router.put("/{tenant_id}/budget")
     async def set_budget(tenant_id: TenantId, budget: Budget, who: Principal = configure) -> Budget:
-        """The monthly model budget. Recorded here and shown against the month's spend;
-        inference enforces it once it reads budgets from here (see the service README)."""
+        """The monthly model budget, kept in the tenant's profile in the tenant directory:
+        inference enforces it from there, the summary shows it against the month's spend."""
         return await onboarding.set_budget(tenant_id, budget, who.agent)
 
     # -- tools (the tools service keeps the configuration and the sealed credentials) -------
