@@ -14,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 from qdrant_client import AsyncQdrantClient
 
@@ -252,7 +252,8 @@ async def system(
 ) -> AsyncIterator[System]:
     # Its own NATS server and database: durable consumers are not shared with other suites.
     nats_server = NatsServer(tmp_path_factory.mktemp("nats-injection")).start()
-    database_url = create_database(postgres_admin_url, scratch_database_name("tp_inject"))
+    database = scratch_database_name("tp_inject")
+    database_url = create_database(postgres_admin_url, database)
     common: dict[str, Any] = {
         "nats_url": nats_server.url,
         "database_url": database_url,
@@ -302,6 +303,7 @@ async def system(
             found.seen.append(cls.model_validate_json(msg.data))
 
     await nc.subscribe(">", cb=keep)
+    await nc.flush()
     try:
         yield found
     finally:
@@ -312,18 +314,18 @@ async def system(
         await nc.close()
         await pool.close()
         nats_server.stop()
-        drop_database(postgres_admin_url, database_url.rsplit("/", 1)[1])
+        drop_database(postgres_admin_url, database)
 
 
 async def _knowledge(
-    pool: Any, nats_url: str, tmp: pytest.TempPathFactory
-) -> tuple[KnowledgeService, Callable[[], Any]]:
+    pool: AsyncConnectionPool, nats_url: str, tmp: pytest.TempPathFactory
+) -> tuple[KnowledgeService, Callable[[], Awaitable[None]]]:
     """The knowledge service on Qdrant local mode, answering searches on the bus; built from
     its parts so the test can add documents without going through its HTTP API."""
     await migrate(pool, "taskpilot.knowledge", KNOWLEDGE_SCHEMA)
     embedder = await asyncio.to_thread(default_embedder)
     store = QdrantVectorStore(
-        AsyncQdrantClient(path=str(Path(tmp.mktemp("qdrant")))),
+        AsyncQdrantClient(path=str(tmp.mktemp("qdrant"))),
         "knowledge",
         EmbeddingSpace(embedder.name, embedder.dim),
     )
