@@ -14,6 +14,8 @@ from taskpilot.contracts.subjects import Channel
 # (once) until that module takes them over. Both land in the INFERENCE stream (inference.>).
 BUDGET_NEAR_CAP = Channel("inference.{tenant}.budget_near_cap", subjects.INFERENCE)
 BUDGET_EXCEEDED = Channel("inference.{tenant}.budget_exceeded", subjects.INFERENCE)
+# Request-reply, never stored: what inference would answer a past turn today.
+INFERENCE_WHAT_IF = Channel("rpc.inference.{tenant}.what_if", None, "request-reply")
 
 Tier = Literal["L0", "L1", "L2", "L3", "fallback"]
 ReplySource = Literal["template", "faq", "knowledge", "model", "handoff", "silence"]
@@ -96,6 +98,33 @@ class ReplyGenerated(Message):
     tool_calls: list[ToolCall] = Field(
         default=[], description="Tools to run before answering; the reply text is then unused"
     )
+
+
+class ReplyWhatIf(GenerateReply):
+    """Request-reply: how inference would answer this turn today, with today's settings,
+    prompts, models and knowledge. A dry run: nothing is published, no tool runs and the
+    semantic cache is not written (a model's cost is still counted: it was spent)."""
+
+    CHANNEL: ClassVar = INFERENCE_WHAT_IF
+
+
+class WhatIfAnswer(BaseModel):
+    """The answer to :class:`ReplyWhatIf`: a reply as inference would generate it now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str | None = None
+    tier: Tier = "fallback"
+    source: ReplySource = "handoff"
+    intent: str | None = None
+    model: str = "local"
+    cost_usd: float = 0.0
+    cache_hit: bool = False
+    handoff: bool = False
+    tool_calls: list[ToolCall] = Field(
+        default=[], description="Tools it would call first (not run in a dry run)"
+    )
+    error: str | None = None
 
 
 class TenantBudgetNearCap(Message):

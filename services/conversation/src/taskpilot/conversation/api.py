@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from taskpilot.contracts import LeadId, TenantId
 from taskpilot.conversation.domain import NotHeldByHumanError, WindowClosedError
 from taskpilot.conversation.gdpr import ErasureIncompleteError, Gdpr
 from taskpilot.conversation.service import ConversationNotFoundError, Conversations
+from taskpilot.conversation.whatif import Comparison, WhatIf
 
 
 class Agent(BaseModel):
@@ -22,7 +23,7 @@ class HumanMessage(Agent):
     text: str = Field(min_length=1, max_length=4096)
 
 
-def conversations_router(app: Conversations, gdpr: Gdpr) -> APIRouter:
+def conversations_router(app: Conversations, gdpr: Gdpr, what_if: WhatIf) -> APIRouter:
     router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["conversations"])
 
     async def call(use_case: Any, *args: Any) -> Any:
@@ -60,6 +61,17 @@ def conversations_router(app: Conversations, gdpr: Gdpr) -> APIRouter:
     async def hand_back(tenant_id: TenantId, conversation_id: str, body: Agent) -> dict[str, bool]:
         """Hand the conversation back to the assistant."""
         return {"changed": await call(app.release, tenant_id, conversation_id, body.agent)}
+
+    @router.post("/conversations/{conversation_id}/what-if")
+    async def what_if_replay(
+        tenant_id: TenantId, conversation_id: str, limit: int = Query(default=20, ge=1, le=100)
+    ) -> list[Comparison]:
+        """The last ``limit`` answered turns through today's inference, then and now side by
+        side. A dry run: nothing is sent to the lead, stored, or published."""
+        try:
+            return await what_if.replay(tenant_id, conversation_id, limit)
+        except ConversationNotFoundError:
+            raise HTTPException(404, "no such conversation") from None
 
     @router.get("/leads/{lead}/export")
     async def export_lead(tenant_id: TenantId, lead: LeadId) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from taskpilot.conversation.memory import LeadMemory
 from taskpilot.conversation.relay import Relay
 from taskpilot.conversation.settings import ConversationSettings
 from taskpilot.conversation.timers import TimerLoop
+from taskpilot.conversation.whatif import WhatIf
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.host import ServiceApp
 from taskpilot.runtime.ops import add_ops_routes
@@ -70,7 +71,8 @@ async def create(settings: ConversationSettings) -> ServiceApp:
         res.bus, app, committer, res.tenants, settings.partitions, memory, lifecycle.ensure_hot
     )
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
-    http.include_router(conversations_router(app, gdpr))
+    what_if = WhatIf(app.history_of, res.bus)
+    http.include_router(conversations_router(app, gdpr, what_if))
     add_ops_routes(http, "conversation", res.readiness())
 
     async def close_store() -> None:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from faststream.nats import NatsMessage
+from pydantic import ValidationError
+
 from taskpilot.contracts import subjects
-from taskpilot.contracts.inference import GenerateReply
+from taskpilot.contracts.inference import (
+    INFERENCE_WHAT_IF,
+    GenerateReply,
+    ReplyWhatIf,
+    WhatIfAnswer,
+)
 from taskpilot.contracts.knowledge import KnowledgeUpdated
 from taskpilot.inference.service import InferenceService
 from taskpilot.runtime.bus import Bus
-from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, subscribe
+from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, raw_body, subscribe
+from taskpilot.tenancy import tenant_scope
 
 GENERATE = ConsumerSpec(
     durable="inference-generate",
@@ -25,3 +34,23 @@ KNOWLEDGE_UPDATED = ConsumerSpec(
 def register(bus: Bus, service: InferenceService) -> None:
     subscribe(bus, GENERATE, GenerateReply, service.generate)
     subscribe(bus, KNOWLEDGE_UPDATED, KnowledgeUpdated, service.knowledge_updated)
+
+    async def when_what_if_requested(body: bytes, msg: NatsMessage) -> bytes:
+        """A what-if replay of a past turn (request-reply): errors travel in the answer."""
+        try:
+            request = ReplyWhatIf.model_validate_json(msg.body)
+        except ValidationError as exc:
+            answer = WhatIfAnswer(error=f"invalid request: {exc.error_count()} errors")
+            return answer.model_dump_json().encode()
+        if msg.raw_message.subject.split(".")[2] != request.tenant_id:
+            answer = WhatIfAnswer(error="tenant in subject and body differ")
+            return answer.model_dump_json().encode()
+        with tenant_scope(request.tenant_id):
+            return (await service.what_if(request)).model_dump_json().encode()
+
+    bus.broker.subscriber(
+        INFERENCE_WHAT_IF.wildcard(),
+        queue="inference-what-if",
+        title="inference-what-if",
+        decoder=raw_body,
+    )(when_what_if_requested)

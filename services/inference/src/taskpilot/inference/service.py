@@ -20,7 +20,13 @@ from datetime import datetime
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from taskpilot.contracts.inference import Citation, GenerateReply, ReplyGenerated
+from taskpilot.contracts.inference import (
+    Citation,
+    GenerateReply,
+    ReplyGenerated,
+    ReplyWhatIf,
+    WhatIfAnswer,
+)
 from taskpilot.contracts.knowledge import (
     KnowledgeHit,
     KnowledgeSearchResult,
@@ -109,8 +115,13 @@ class InferenceService:
         outcome, cache_hit = await self.answer(command)
         await self._publish(command, outcome, cache_hit, started)
 
-    async def answer(self, command: GenerateReply) -> tuple[Outcome, bool]:
-        """The turn's outcome and whether it came from the cache (no publishing)."""
+    async def answer(
+        self, command: GenerateReply, *, dry_run: bool = False
+    ) -> tuple[Outcome, bool]:
+        """The turn's outcome and whether it came from the cache (no publishing).
+
+        ``dry_run`` (a what-if replay of a past turn): the semantic cache is read but never
+        written, so an answer nobody received cannot be served to a real lead later."""
         ctx = await self._context(command)
         local = answer_locally(command.text, ctx.guess, ctx.hits, ctx.profile, self._limits)
         if local is not None:
@@ -130,6 +141,8 @@ class InferenceService:
         hit = await self._lookup(scope, ctx.vector, signature)
         if hit is not None:
             return _from_cache(hit, ctx.guess), True
+        if dry_run:
+            return await self._generate(ctx, allowance, scope), False
         key = f"{scope.key()}\n{normalise(command.text)}"
         produced: list[Outcome] = []
 
@@ -145,6 +158,22 @@ class InferenceService:
             CACHE.labels(outcome="shared_in_flight").inc()
             return _from_cache(shared, ctx.guess), True
         return await self._generate(ctx, allowance, scope), False
+
+    async def what_if(self, request: ReplyWhatIf) -> WhatIfAnswer:
+        """How this turn would be answered today: nothing published, no tool run."""
+        outcome, cache_hit = await self.answer(request, dry_run=True)
+        decision = outcome.decision
+        return WhatIfAnswer(
+            text=decision.text,
+            tier=decision.tier,
+            source=decision.source,
+            intent=decision.intent,
+            model=outcome.model,
+            cost_usd=outcome.cost_usd,
+            cache_hit=cache_hit,
+            handoff=decision.handoff,
+            tool_calls=outcome.tool_calls,
+        )
 
     async def knowledge_updated(self, event: KnowledgeUpdated) -> None:
         dropped = await self._cache.store.drop_before(event.tenant_id, event.version)
