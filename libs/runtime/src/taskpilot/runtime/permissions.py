@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskpilot.contracts import subjects as s
-from taskpilot.contracts.inference import BUDGET_EXCEEDED, BUDGET_NEAR_CAP
+from taskpilot.contracts.inference import BUDGET_EXCEEDED, BUDGET_NEAR_CAP, INFERENCE_WHAT_IF
 from taskpilot.contracts.knowledge import (
     KNOWLEDGE_MEMORY_ERASE,
     KNOWLEDGE_MEMORY_RECALL,
@@ -99,13 +99,14 @@ SERVICES: dict[str, Access] = {
             s.TOOL_EXECUTE,
         ),
         consumes=(s.WHATSAPP_IN, s.WHATSAPP_OUT, s.INFERENCE, s.TOOLS, s.CONVERSATION),
-        requests=(KNOWLEDGE_MEMORY_REMEMBER, KNOWLEDGE_MEMORY_ERASE),  # a lead's memory
+        requests=(KNOWLEDGE_MEMORY_REMEMBER, KNOWLEDGE_MEMORY_ERASE, INFERENCE_WHAT_IF),
         purges=(s.WHATSAPP_IN, s.CONVERSATION),  # GDPR erasure of one lead
     ),
     "inference": Access(
         publishes=(s.REPLY_GENERATED, BUDGET_NEAR_CAP, BUDGET_EXCEEDED),
         consumes=(s.INFERENCE, s.KNOWLEDGE),
         requests=(s.KNOWLEDGE_SEARCH,),
+        serves=(INFERENCE_WHAT_IF,),  # a past turn replayed with another configuration
         buckets=("inference_cache", "inference_spend"),
     ),
     "knowledge": Access(
