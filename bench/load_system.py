@@ -30,7 +30,9 @@ from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.servers import NatsServer, free_port
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import ServiceProcess
+from taskpilot.runtime.testing.tokens import inline_jwks, operator
 from taskpilot.tenancy import BusinessProfile, SecretBox, Tenant, TenantDirectory, TenantSecrets
+from taskpilot.tenancy.tokens import LocalIssuer
 
 SERVICES = ("ingest", "conversation", "inference", "knowledge", "tools", "analytics")
 GREETINGS = ("hi", "hello", "hola", "good morning", "hey there", "bom dia", "bonjour")
@@ -143,6 +145,7 @@ class System:
             "TASKPILOT_DATA_DIR": str(self.data),
             "TASKPILOT_KNOWLEDGE_QDRANT_PATH": str(self.data / "qdrant"),
             "TASKPILOT_INGEST_GRAPH_API_BASE": f"http://127.0.0.1:{sandbox_port}",
+            "TASKPILOT_AUTH_JWKS": inline_jwks(LocalIssuer.in_data_dir(self.data)),
             **(extra_env or {}),
         }
         sandbox = Process(
@@ -191,7 +194,8 @@ async def seed_tenants(system: System, tenants: list[LoadTenant], faqs: bool = T
         await pool.close()
     if not faqs:
         return
-    async with httpx.AsyncClient(timeout=60) as client:
+    issuer = LocalIssuer.in_data_dir(system.data)
+    async with httpx.AsyncClient(timeout=60, headers=operator(issuer)) as client:
         slots = asyncio.Semaphore(4)
 
         async def seed(tenant: LoadTenant, question: str, answer: str) -> None:

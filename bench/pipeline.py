@@ -64,6 +64,8 @@ from taskpilot.runtime.servers import (
 )
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import ServiceProcess
+from taskpilot.runtime.testing.tokens import inline_jwks, operator
+from taskpilot.tenancy.tokens import LocalIssuer
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "pipeline.json"
@@ -423,7 +425,8 @@ async def seed_tenant(database_url: str) -> None:
 
 async def seed_faqs(knowledge: ServiceProcess) -> None:
     base = f"{knowledge.base_url}/v1/tenants/{demo.DEMO_TENANT}/faqs"
-    async with httpx.AsyncClient(timeout=60) as client:
+    issuer = LocalIssuer.in_data_dir(Path(knowledge.env["TASKPILOT_DATA_DIR"]))
+    async with httpx.AsyncClient(timeout=60, headers=operator(issuer)) as client:
         for question, answer in demo.DEMO_FAQS:
             response = await client.post(base, json={"question": question, "answer": answer})
             response.raise_for_status()
@@ -447,6 +450,7 @@ def start_pipeline(
         "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
         "TASKPILOT_KNOWLEDGE_QDRANT_PATH": str(tmp / "qdrant"),
         "TASKPILOT_INGEST_GRAPH_API_BASE": f"http://127.0.0.1:{sandbox_port}",
+        "TASKPILOT_AUTH_JWKS": inline_jwks(LocalIssuer.in_data_dir(tmp / "data")),
         **extra_env,
     }
     (tmp / "data").mkdir(exist_ok=True)

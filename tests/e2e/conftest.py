@@ -21,7 +21,9 @@ from taskpilot.runtime.servers import (
 )
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import ServiceProcess
+from taskpilot.runtime.testing.tokens import operator
 from taskpilot.tenancy import SecretBox, TenantDirectory
+from taskpilot.tenancy.tokens import LocalIssuer
 
 SERVICES = ("ingest", "conversation", "inference", "knowledge", "tools", "analytics")
 
@@ -36,6 +38,12 @@ class System:
 
     def url(self, name: str) -> str:
         return self.urls[name]
+
+    @property
+    def issuer(self) -> LocalIssuer:
+        """Analytics' local issuer (its key is in the shared data directory); the other
+        services fetch its key set from analytics, as in the embedded default."""
+        return LocalIssuer.in_data_dir(Path(self.processes["analytics"].env["TASKPILOT_DATA_DIR"]))
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +105,7 @@ async def system(system_processes: System) -> AsyncIterator[System]:
     finally:
         await pool.close()
     faqs = f"{system_processes.url('knowledge')}/v1/tenants/{demo.DEMO_TENANT}/faqs"
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, headers=operator(system_processes.issuer)) as client:
         for question, answer in demo.DEMO_FAQS:
             response = await client.post(faqs, json={"question": question, "answer": answer})
             assert response.status_code == 201, response.text

@@ -6,7 +6,6 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from taskpilot.contracts import subjects
@@ -139,7 +138,7 @@ async def test_human_takeover_silences_the_bot_until_handed_back(harness: Harnes
     base = f"{h.base_url}/v1/tenants/{h.tenant}/conversations/{conv}"
     await h.lead_writes(lead, "I have a complaint")
     [request] = await requests_for(h, asks, lead)
-    async with httpx.AsyncClient() as client:
+    async with h.client() as client:
         taken = await client.post(f"{base}/takeover", json={"agent": "maria"})
         assert taken.json() == {"changed": True}
         await h.publish(answer(request, "late bot answer"))  # superseded: must not be sent
@@ -177,7 +176,7 @@ async def test_a_human_cannot_write_freely_after_24_hours(harness: Harness) -> N
     await h.until_events(lead, "MessageReceived")
     conv = conversation_id(h.tenant, lead)
     base = f"{h.base_url}/v1/tenants/{h.tenant}/conversations/{conv}"
-    async with httpx.AsyncClient() as client:
+    async with h.client() as client:
         await client.post(f"{base}/takeover", json={"agent": "maria"})
         refused = await client.post(f"{base}/messages", json={"agent": "maria", "text": "hi"})
     assert refused.status_code == 409 and "24 hours" in refused.json()["detail"]
@@ -191,7 +190,7 @@ async def test_export_then_erase_a_lead(harness: Harness) -> None:
     await h.lead_writes(lead, "my name is Ana, call me on +34 600 000 000")
     await h.until_events(lead, "MessageReceived", "ReplyRequested")
     base = f"{h.base_url}/v1/tenants/{h.tenant}/leads/{lead}"
-    async with httpx.AsyncClient() as client:
+    async with h.client() as client:
         export = (await client.get(f"{base}/export")).json()
         assert export["lead"] == lead
         assert "call me on +34" in json.dumps(export["events"])

@@ -10,6 +10,7 @@ again (defence in depth: a sibling reached directly refuses what analytics would
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -19,6 +20,18 @@ from taskpilot.tenancy.access import Principal
 
 class UpstreamUnavailableError(Exception):
     """A sibling service did not answer (down, or not configured)."""
+
+
+class NoSuchPathError(LookupError):
+    """A path built from the caller's values that would leave the route it was built for."""
+
+
+def sibling_path(path: str) -> str:
+    """``path`` as the caller gave its values (percent-encoded again); no ``.``/``..`` segment,
+    which a client would resolve into another route (or another tenant's)."""
+    if any(part in (".", "..") for part in path.split("/")):
+        raise NoSuchPathError(path)
+    return quote(path, safe="/")
 
 
 class Upstreams:
@@ -49,7 +62,7 @@ class Upstreams:
         try:
             return await self._client.request(
                 method,
-                f"{base.rstrip('/')}{path}",
+                f"{base.rstrip('/')}{sibling_path(path)}",
                 json=json,
                 params={k: v for k, v in (params or {}).items() if v is not None},
                 content=content,

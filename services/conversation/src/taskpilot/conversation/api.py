@@ -1,4 +1,6 @@
-"""Conversation HTTP API: the event history, human takeover, GDPR export and erasure."""
+"""Conversation HTTP API: the event history, human takeover, GDPR export and erasure.
+
+Every route needs a token whose role allows its action on the path's tenant (the guard)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from taskpilot.conversation.domain import NotHeldByHumanError, WindowClosedError
 from taskpilot.conversation.gdpr import ErasureIncompleteError, Gdpr
 from taskpilot.conversation.service import ConversationNotFoundError, Conversations
 from taskpilot.conversation.whatif import Comparison, WhatIf
+from taskpilot.runtime.auth import Guard
+from taskpilot.tenancy.access import Action
 
 
 class Agent(BaseModel):
@@ -23,8 +27,16 @@ class HumanMessage(Agent):
     text: str = Field(min_length=1, max_length=4096)
 
 
-def conversations_router(app: Conversations, gdpr: Gdpr, what_if: WhatIf) -> APIRouter:
-    router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["conversations"])
+def conversations_router(
+    app: Conversations, gdpr: Gdpr, guard: Guard, what_if: WhatIf
+) -> APIRouter:
+    # Signed in first: without a credential every request is a 401, whatever else it holds.
+    router = APIRouter(
+        prefix="/v1/tenants/{tenant_id}", tags=["conversations"], dependencies=[guard.signed_in()]
+    )
+    read, converse = guard.allows(Action.READ), guard.allows(Action.CONVERSE)
+    export, erase = guard.allows(Action.EXPORT), guard.allows(Action.ERASE)
+    configure = guard.allows(Action.CONFIGURE)  # a what-if tunes settings, and spends on models
 
     async def call(use_case: Any, *args: Any) -> Any:
         try:
@@ -38,18 +50,20 @@ def conversations_router(app: Conversations, gdpr: Gdpr, what_if: WhatIf) -> API
                 409, f"{exc}: only an approved template can reach the lead now"
             ) from None
 
-    @router.get("/conversations/{conversation_id}/events")
+    @router.get("/conversations/{conversation_id}/events", dependencies=[read])
     async def timeline(tenant_id: TenantId, conversation_id: str) -> list[dict[str, Any]]:
         """Every stored event of the conversation, in order (the replayable history)."""
         result: list[dict[str, Any]] = await call(app.history_of, tenant_id, conversation_id)
         return result
 
-    @router.post("/conversations/{conversation_id}/takeover")
+    @router.post("/conversations/{conversation_id}/takeover", dependencies=[converse])
     async def take_over(tenant_id: TenantId, conversation_id: str, body: Agent) -> dict[str, bool]:
         """A person takes the conversation; the bot stays silent until it is handed back."""
         return {"changed": await call(app.take_over, tenant_id, conversation_id, body.agent)}
 
-    @router.post("/conversations/{conversation_id}/messages", status_code=202)
+    @router.post(
+        "/conversations/{conversation_id}/messages", status_code=202, dependencies=[converse]
+    )
     async def reply_as_human(
         tenant_id: TenantId, conversation_id: str, body: HumanMessage
     ) -> dict[str, str]:
@@ -57,12 +71,12 @@ def conversations_router(app: Conversations, gdpr: Gdpr, what_if: WhatIf) -> API
         turn = await call(app.human_reply, tenant_id, conversation_id, body.agent, body.text)
         return {"turn_id": turn}
 
-    @router.post("/conversations/{conversation_id}/release")
+    @router.post("/conversations/{conversation_id}/release", dependencies=[converse])
     async def hand_back(tenant_id: TenantId, conversation_id: str, body: Agent) -> dict[str, bool]:
         """Hand the conversation back to the assistant."""
         return {"changed": await call(app.release, tenant_id, conversation_id, body.agent)}
 
-    @router.post("/conversations/{conversation_id}/what-if")
+    @router.post("/conversations/{conversation_id}/what-if", dependencies=[configure])
     async def what_if_replay(
         tenant_id: TenantId, conversation_id: str, limit: int = Query(default=20, ge=1, le=100)
     ) -> list[Comparison]:
@@ -73,7 +87,7 @@ def conversations_router(app: Conversations, gdpr: Gdpr, what_if: WhatIf) -> API
         except ConversationNotFoundError:
             raise HTTPException(404, "no such conversation") from None
 
-    @router.get("/leads/{lead}/export")
+    @router.get("/leads/{lead}/export", dependencies=[export])
     async def export_lead(tenant_id: TenantId, lead: LeadId) -> dict[str, Any]:
         """Everything this service holds about a lead, as JSON (GDPR access request)."""
         try:
@@ -81,7 +95,7 @@ def conversations_router(app: Conversations, gdpr: Gdpr, what_if: WhatIf) -> API
         except ConversationNotFoundError:
             raise HTTPException(404, "nothing is held about this lead") from None
 
-    @router.delete("/leads/{lead}")
+    @router.delete("/leads/{lead}", dependencies=[erase])
     async def erase_lead(tenant_id: TenantId, lead: LeadId, requested_by: str) -> dict[str, Any]:
         """Erase the lead everywhere (GDPR); the erasure itself is recorded and announced."""
         try:

@@ -15,11 +15,13 @@ from taskpilot.conversation.committer import GroupCommitter
 from taskpilot.conversation.domain import Conversation
 from taskpilot.conversation.gdpr import Gdpr
 from taskpilot.conversation.lifecycle import open_lifecycle
+from taskpilot.conversation.lifecycle_schedule import lifecycle_schedule
 from taskpilot.conversation.memory import LeadMemory
 from taskpilot.conversation.relay import Relay
 from taskpilot.conversation.settings import ConversationSettings
 from taskpilot.conversation.timers import TimerLoop
 from taskpilot.conversation.whatif import WhatIf
+from taskpilot.runtime.auth import Guard, add_auth_errors, verifier_for
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.host import ServiceApp
 from taskpilot.runtime.ops import add_ops_routes
@@ -65,14 +67,17 @@ async def create(settings: ConversationSettings) -> ServiceApp:
     app.on_saved = wake_relay
     lifecycle = await open_lifecycle(app, res.pool, res.tenants, res.bus, settings)
     gdpr.archives = lifecycle
+    schedule = lifecycle_schedule(lifecycle, res.tenants, res.bus, settings)
     committer = GroupCommitter(app)
     memory = LeadMemory(res.bus, gdpr)
     handlers.register(
         res.bus, app, committer, res.tenants, settings.partitions, memory, lifecycle.ensure_hot
     )
+    guard = Guard(await verifier_for(settings, res.pool))
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
+    add_auth_errors(http)
     what_if = WhatIf(app.history_of, res.bus)
-    http.include_router(conversations_router(app, gdpr, what_if))
+    http.include_router(conversations_router(app, gdpr, guard, what_if))
     add_ops_routes(http, "conversation", res.readiness())
 
     async def close_store() -> None:
@@ -84,6 +89,11 @@ async def create(settings: ConversationSettings) -> ServiceApp:
         http,
         settings.http_host,
         settings.http_port,
-        background=[committer.flush_forever, relay.run, timer_loop.run],
+        background=[
+            committer.flush_forever,
+            relay.run,
+            timer_loop.run,
+            *([schedule.run] if schedule else []),
+        ],
         on_stop=[close_store, res.close],
     )

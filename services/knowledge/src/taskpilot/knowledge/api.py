@@ -106,7 +106,10 @@ async def _upload_of(
 
 
 def knowledge_router(service: KnowledgeService, guard: Guard) -> APIRouter:
-    router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["knowledge"])
+    # Signed in first: without a credential every request is a 401, whatever else it holds.
+    router = APIRouter(
+        prefix="/v1/tenants/{tenant_id}", tags=["knowledge"], dependencies=[guard.signed_in()]
+    )
     read, edit = guard.allows(Action.READ), guard.allows(Action.EDIT_KNOWLEDGE)
     configure, converse = guard.allows(Action.CONFIGURE), guard.allows(Action.CONVERSE)
     forget = guard.allows(Action.ERASE)

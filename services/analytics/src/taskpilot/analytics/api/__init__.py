@@ -38,7 +38,7 @@ from taskpilot.analytics.service import (
     DeadLetterNotFoundError,
     DeadLetters,
 )
-from taskpilot.analytics.upstreams import Upstreams, UpstreamUnavailableError
+from taskpilot.analytics.upstreams import NoSuchPathError, Upstreams, UpstreamUnavailableError
 from taskpilot.runtime.bus import PublishError
 from taskpilot.tenancy import UnknownTenantError
 from taskpilot.tenancy.api_keys import ApiKeyNotFoundError
@@ -50,6 +50,7 @@ STATUSES: dict[type[Exception], int] = {
     DeadLetterNotFoundError: 404,
     UnknownTenantError: 404,
     ApiKeyNotFoundError: 404,
+    NoSuchPathError: 404,
     BadCursorError: 400,
     TenantExistsError: 409,
     NumberTakenError: 409,
@@ -65,6 +66,7 @@ MESSAGES: dict[type[Exception], str] = {
     DeadLetterNotFoundError: "no such dead letter",
     UnknownTenantError: "no such tenant",
     ApiKeyNotFoundError: "no such API key",
+    NoSuchPathError: "no such resource",
     TenantExistsError: "the tenant exists already",
     NumberTakenError: "this WhatsApp number is connected to another tenant",
     NoNumberError: "connect a WhatsApp number first (any made-up id works in the sandbox)",
