@@ -390,6 +390,9 @@ async def test_the_gateway_acts_as_the_token_says(api: Api) -> None:
     webhook = json.loads(calls[4]["body"])
     assert webhook["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] == "111111"
     assert calls[4]["headers"]["x-hub-signature-256"].startswith("sha256=")
+    # The caller's own credential goes on, for the sibling to check again; never to Meta's edge.
+    assert {c["headers"]["authorization"] for c in calls[:4]} == {headers["Authorization"]}
+    assert "authorization" not in calls[4]["headers"]
 
 
 async def test_queries_go_to_the_read_replica(
