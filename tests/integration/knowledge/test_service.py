@@ -3,6 +3,7 @@ it, lead memory (remember, recall, erase), re-indexing when the embedding model 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,33 @@ async def test_a_lead_remembers_its_own_turns_until_erased(knowledge: Knowledge)
     http_erase = await knowledge.http.delete(f"/v1/tenants/{tenant}/leads/34600000002/memory")
     assert http_erase.json() == {"erased": 1}
     assert await knowledge.store.count(tenant) == 0
+
+
+async def test_retention_forgets_only_what_was_remembered_before_its_cutoff(
+    knowledge: Knowledge,
+) -> None:
+    tenant, lead = knowledge.tenant(), "34600000003"
+
+    async def remember(turn_id: str, text: str) -> None:
+        turn = RememberTurn(
+            tenant_id=tenant, correlation_id=turn_id, lead=lead, turn_id=turn_id, lead_text=text
+        )
+        assert (await knowledge.bus.request(turn, MemoryResult, timeout=10)).stored == 1
+
+    await remember("old", "My old address is Calle Mayor 1")
+    cutoff = datetime.now(UTC)
+    await remember("new", "Please book me for Friday")
+
+    forget = EraseLeadMemory(tenant_id=tenant, correlation_id="retention", lead=lead, before=cutoff)
+    assert (await knowledge.bus.request(forget, MemoryResult, timeout=10)).erased == 1
+    assert (await knowledge.bus.request(forget, MemoryResult, timeout=10)).erased == 0
+
+    recall = RecallMemory(
+        tenant_id=tenant, correlation_id="r", lead=lead, query="address", min_score=0.0, top_k=10
+    )
+    hits = (await knowledge.bus.request(recall, MemoryResult, timeout=10)).hits
+    assert [h.turn_id for h in hits] == ["new"]
+    assert await knowledge.store.count(tenant, ["memory"]) == 1
 
 
 async def test_a_new_embedding_model_reindexes_every_tenant(

@@ -6,6 +6,7 @@ keep working: ``KnowledgeHit.score`` is still the dense cosine similarity of the
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,11 +102,13 @@ class RecallMemory(Message):
 
 
 class EraseLeadMemory(Message):
-    """Request-reply: forget everything remembered about a lead (GDPR erase)."""
+    """Request-reply: forget what was remembered about a lead: everything (GDPR erase), or
+    only what was remembered before ``before`` (retention)."""
 
     CHANNEL: ClassVar = KNOWLEDGE_MEMORY_ERASE
 
     lead: LeadId
+    before: datetime | None = None
 
 
 class MemoryHit(BaseModel):

@@ -95,7 +95,8 @@ def register(bus: Bus, service: KnowledgeService) -> None:
         return MemoryResult(hits=hits)
 
     async def when_erase_requested(request: EraseLeadMemory) -> BaseModel:
-        return MemoryResult(erased=await service.erase_lead(request.tenant_id, request.lead))
+        erased = await service.erase_lead(request.tenant_id, request.lead, request.before)
+        return MemoryResult(erased=erased)
 
     routes = [
         (

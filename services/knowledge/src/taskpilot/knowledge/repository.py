@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -303,6 +304,18 @@ class KnowledgeRepository:
                 "DELETE FROM knowledge_memories WHERE lead_id = %s", (lead_id,)
             )
             return cur.rowcount
+
+    async def erase_memories_before(
+        self, tenant_id: str, lead_id: str, before: datetime
+    ) -> list[str]:
+        """Delete the lead's turns remembered before ``before``; their turn ids."""
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                """DELETE FROM knowledge_memories WHERE lead_id = %s AND created_at < %s
+                   RETURNING turn_id""",
+                (lead_id, before),
+            )
+            return [row[0] for row in await cur.fetchall()]
 
     # -- versions and the embedding model ---------------------------------------------------------
     async def version(self, tenant_id: str) -> int:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
@@ -371,8 +372,15 @@ class KnowledgeService:
             for h in hits
         ]
 
-    async def erase_lead(self, tenant_id: str, lead_id: str) -> int:
-        """Forget the lead: rows first (the source of any re-index), then the points."""
+    async def erase_lead(self, tenant_id: str, lead_id: str, before: datetime | None = None) -> int:
+        """Forget the lead (or, with ``before``, what was remembered before then): rows
+        first (the source of any re-index), then the points."""
+        if before is not None:
+            turns = await self._repo.erase_memories_before(tenant_id, lead_id, before)
+            ids = [point_id(tenant_id, "memory", memory_item_id(lead_id, t)) for t in turns]
+            if ids:
+                await self._store.delete(tenant_id, ids)
+            return len(ids)
         erased = await self._repo.erase_memories(tenant_id, lead_id)
         await self._store.delete_matching(tenant_id, lead_id=lead_id)
         return erased
