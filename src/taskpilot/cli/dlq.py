@@ -56,9 +56,16 @@ async def _run(args: argparse.Namespace) -> int:
         LetterNotFoundError,
         NotReplayableError,
     )
+    from taskpilot.runtime.permissions import ADMIN
     from taskpilot.runtime.settings import CommonSettings
 
-    bus = Bus(args.nats_url or CommonSettings().nats_url, name="cli-dlq", publish_retry_s=5.0)
+    settings = CommonSettings()
+    bus = Bus(
+        args.nats_url or settings.nats_url,
+        name="cli-dlq",
+        publish_retry_s=5.0,
+        credentials=settings.nats_credentials(ADMIN),
+    )
     await bus.connect()
     try:
         await ensure_streams(bus.js, ALL_STREAMS + RUNTIME_STREAMS)

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from taskpilot.cli.bus_auth import add_nats_parser
 from taskpilot.cli.dlq import add_dlq_parser
 
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--ttl", default="12h", help="lifetime, e.g. 30m, 12h, 7d")
     token.add_argument("--url", action="store_true", help="print the dashboard sign-in URL")
     add_dlq_parser(commands)
+    add_nats_parser(commands)
     lifecycle = commands.add_parser("lifecycle", help="archive, restore, retention")
     lifecycle.add_argument("action", choices=["archive", "restore", "retention"])
     lifecycle.add_argument("--tenant", help="one tenant (default: every tenant)")
@@ -103,6 +105,10 @@ def main(argv: list[str] | None = None) -> None:
         from taskpilot.cli.dlq import run_dlq
 
         raise SystemExit(run_dlq(args))
+    elif args.command == "nats":
+        from taskpilot.cli.bus_auth import run_nats
+
+        raise SystemExit(run_nats(args))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,16 @@ from taskpilot.analytics.settings import AnalyticsSettings
 from taskpilot.contracts.dlq import UNKNOWN_TENANT
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.db import open_pool
+from taskpilot.runtime.permissions import ADMIN
 
 
 async def rebuild(compare: bool) -> int:
     settings = AnalyticsSettings()
-    bus = Bus(settings.nats_url, name="projections-rebuild")
+    bus = Bus(
+        settings.nats_url,
+        name="projections-rebuild",
+        credentials=settings.nats_credentials(ADMIN),
+    )
     await bus.connect()
     pool = await open_pool(settings.database_url, max_size=4)
     try:

@@ -44,6 +44,7 @@ async def connect(settings: CommonSettings, name: str, *, pool_size: int = 10) -
         replicas=settings.stream_replicas,
         drain_timeout_s=settings.drain_timeout_s,
         fair=settings.fair_consumers,
+        credentials=settings.nats_credentials(name),
     )
     await bus.connect()
     await ensure_streams(bus.js, ALL_STREAMS + RUNTIME_STREAMS, replicas=settings.stream_replicas)

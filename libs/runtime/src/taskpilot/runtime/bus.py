@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import nats
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsUserPassword
+from nats.aio.client import DEFAULT_INBOX_PREFIX
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -29,6 +31,7 @@ from taskpilot.contracts.subjects import ALL_STREAMS, Stream
 from taskpilot.runtime import metrics
 from taskpilot.runtime.lease import Lease, lease_bucket, owner_id
 from taskpilot.runtime.pulling import Process, PullConsumer, PullSettings
+from taskpilot.runtime.settings import NatsCredentials
 from taskpilot.runtime.telemetry import inject_headers
 from taskpilot.tenancy.context import TENANT_HEADER
 
@@ -79,6 +82,7 @@ class Bus:
         replicas: int = 1,
         drain_timeout_s: float = 20.0,
         fair: bool = True,
+        credentials: NatsCredentials | None = None,
     ):
         self.url = url
         self.name = name
@@ -91,12 +95,25 @@ class Bus:
         self._leases: KeyValue | None = None
         # FastStream logs every subscriber start at INFO; ours are reported by the host.
         self.servers = [u.strip() for u in url.split(",") if u.strip()]  # a cluster: a,b,c
+        # Without users every reply inbox is _INBOX.>; with one, its own (the only one it
+        # may read, see taskpilot.runtime.permissions).
+        self._auth: dict[str, str] = {}
+        security = None
+        if credentials is not None:
+            self._auth = {
+                "user": credentials.user,
+                "password": credentials.password,
+                "inbox_prefix": credentials.inbox_prefix,
+            }
+            security = NatsUserPassword(credentials.user, credentials.password)
         self.broker = NatsBroker(
             self.servers,
             name=f"taskpilot-{name}",
             max_reconnect_attempts=-1,
             logger=logging.getLogger("taskpilot.faststream"),
             log_level=logging.DEBUG,
+            security=security,
+            inbox_prefix=self._auth.get("inbox_prefix", DEFAULT_INBOX_PREFIX),
         )
         self._nc: NatsClient | None = None
 
@@ -112,7 +129,10 @@ class Bus:
 
     async def connect(self) -> None:
         self._nc = await nats.connect(
-            self.servers, name=f"taskpilot-{self.name}-admin", max_reconnect_attempts=-1
+            self.servers,
+            name=f"taskpilot-{self.name}-admin",
+            max_reconnect_attempts=-1,
+            **self._auth,
         )
 
     def add_consumer(self, spec: ConsumerSpec, process: Process) -> PullConsumer:
@@ -252,18 +272,43 @@ def stream_config(stream: Stream, replicas: int = 1) -> StreamConfig:
 async def ensure_streams(
     js: JetStreamContext, streams: tuple[Stream, ...] = ALL_STREAMS, replicas: int = 1
 ) -> None:
-    """Create or update every stream; safe to run from every replica at start-up."""
+    """Create, or update where changed, every stream; safe to run from every replica at
+    start-up. A service's NATS user may create the declared streams but not change them
+    (:mod:`taskpilot.runtime.permissions`): an unchanged stream is left alone."""
     for stream in streams:
         config = stream_config(stream, replicas)
         try:
-            await js.stream_info(stream.name)
+            current = (await js.stream_info(stream.name)).config
         except NotFoundError:
             try:
                 await js.add_stream(config)
                 continue
             except Exception as exc:  # another replica created it first
                 log.info("stream %s: %r, updating instead", stream.name, exc)
-        await js.update_stream(config)
+            current = (await js.stream_info(stream.name)).config
+        if _differs(current, config):
+            try:
+                await js.update_stream(config)
+            except NatsTimeoutError as exc:  # a refused API request is never answered
+                raise PermissionError(
+                    f"stream {stream.name} needs an update this NATS user may not make: run "
+                    "`taskpilot nats provision` as the admin user"
+                ) from exc
+
+
+def _differs(current: StreamConfig, wanted: StreamConfig) -> bool:
+    def transform(c: StreamConfig) -> tuple[str | None, str | None] | None:
+        t = c.subject_transform
+        return None if t is None else (t.src, t.dest)
+
+    return (
+        sorted(current.subjects or []) != sorted(wanted.subjects or [])
+        or (current.description or "") != (wanted.description or "")
+        or (current.num_replicas or 1) != (wanted.num_replicas or 1)
+        or abs((current.duplicate_window or 0) - (wanted.duplicate_window or 0)) > 1e-3
+        or abs((current.max_age or 0) - (wanted.max_age or 0)) > 1e-3
+        or transform(current) != transform(wanted)
+    )
 
 
 async def stream_state(js: JetStreamContext, name: str) -> dict[str, Any]:

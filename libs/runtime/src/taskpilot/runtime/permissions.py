@@ -53,8 +53,11 @@ outgoing webhook may subscribe to, plus knowledge versions). Not commands (``wa.
 ``inference.*.generate_reply``, ``tools.*.execute``, jobs), not the raw WhatsApp edge, not
 request-reply (``rpc.>``), not dead letters: those are the services' internals."""
 
-PROVISIONED: tuple[Stream, ...] = s.ALL_STREAMS + RUNTIME_STREAMS
-"""Streams every service may create at start-up (never update or delete)."""
+PROVISIONED: tuple[Stream, ...] = tuple(
+    sorted({*s.ALL_STREAMS, s.TOOL_JOBS, *RUNTIME_STREAMS}, key=lambda stream: stream.name)
+)
+"""Streams every service may create at start-up (never update or delete). TOOL_JOBS is named
+for the releases where the tools service provisions it itself (outside ALL_STREAMS)."""
 
 
 @dataclass(frozen=True)
