@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from nats.aio.msg import Msg
 from pydantic import SecretStr
 
+from taskpilot.contracts.knowledge import KNOWLEDGE_MEMORY_ERASE, EraseLeadMemory, MemoryResult
 from taskpilot.conversation.adapters import TIMERS_SCHEMA, open_event_store
 from taskpilot.conversation.domain import Conversation, conversation_id
 from taskpilot.conversation.lifecycle import Lifecycle, open_lifecycle
@@ -42,6 +44,8 @@ class World:
     bus: Bus
     archive_dir: Path
     settings: ConversationSettings
+    forgotten: list[EraseLeadMemory] = field(default_factory=list)
+    """What knowledge was asked to forget (a stand-in answers on the bus)."""
 
     def seed(self, tenant: str, n: int, prefix: str = "34") -> list[str]:
         """n finished conversations: a message, the reply, its delivery."""
@@ -128,11 +132,17 @@ async def world(
     await bus.connect()
     await ensure_streams(bus.js)
     lifecycle = await open_lifecycle(app, pool, tenants, bus, settings, batch=100)
+    world = World(fresh_database_url, app, lifecycle, tenants, bus, tmp_path / "archive", settings)
+
+    async def forget(msg: Msg) -> None:  # knowledge's side of retention
+        world.forgotten.append(EraseLeadMemory.model_validate_json(msg.data))
+        await msg.respond(MemoryResult(erased=1).model_dump_json().encode())
+
+    knowledge = await bus.nc.subscribe(KNOWLEDGE_MEMORY_ERASE.wildcard(), cb=forget)
     try:
-        yield World(
-            fresh_database_url, app, lifecycle, tenants, bus, tmp_path / "archive", settings
-        )
+        yield world
     finally:
+        await knowledge.unsubscribe()
         app.close()
         await bus.close()
         await pool.close()

@@ -45,9 +45,13 @@ async def test_content_past_the_limit_is_redacted_everywhere_and_the_metrics_rem
     assert report.archived == 3
     before = {lead: world.app.history_of(tenant, conversation_id(tenant, lead)) for lead in hot}
 
-    run = await world.lifecycle.retention(tenant, datetime.now(UTC) + timedelta(days=31))
+    later = datetime.now(UTC) + timedelta(days=31)
+    run = await world.lifecycle.retention(tenant, later)
 
-    assert run.conversations == 6 and run.archives == 3
+    assert run.conversations == 6 and run.archives == 3 and run.memories == 6
+    assert {(f.lead, f.before) for f in world.forgotten} == {
+        (lead, later - timedelta(days=30)) for lead in hot + archived
+    }  # knowledge forgets each lead's turns remembered before the cutoff
     after = await analytics.totals(tenant)
     assert {k: v for k, v in after.items() if k != "rows"} == {
         k: v for k, v in totals.items() if k != "rows"

@@ -254,6 +254,9 @@ class RetentionApplied(ConversationEvent):
     conversations_redacted: int
     events_redacted: int
     archives_rewritten: int
+    memories_forgotten: int = Field(
+        default=0, description="Turns the leads' long-term memory (knowledge) forgot"
+    )
 
 
 class LifecycleRunFinished(ConversationEvent):

@@ -34,6 +34,7 @@ from taskpilot.contracts.conversation import (
     ConversationRestored,
     RetentionApplied,
 )
+from taskpilot.contracts.knowledge import EraseLeadMemory, MemoryResult
 from taskpilot.conversation import archive as fmt
 from taskpilot.conversation.archive import ArchiveCorruptError, ArchiveStore, StoredRow
 from taskpilot.conversation.domain import Conversation, conversation_id
@@ -69,6 +70,11 @@ class RetentionReport:
     conversations: int = 0
     events: int = 0
     archives: int = 0
+    memories: int = 0
+
+
+class MemoryNotForgottenError(Exception):
+    """Knowledge refused to forget a lead's old turns; the run fails and the next one retries."""
 
 
 async def _no_step(step: str) -> None:
@@ -313,14 +319,16 @@ class Lifecycle:
 
     async def retention(self, tenant_id: str, now: datetime | None = None) -> RetentionReport:
         """Redact message content older than the tenant's ``message_content_days`` in the hot
-        store and in archives; counts, types, times and amounts stay (the metrics)."""
+        store and in archives, and have knowledge forget the leads' turns remembered before
+        then; counts, types, times and amounts stay (the metrics)."""
         profile = (await self._tenants.get(tenant_id)).profile
         if profile.message_content_days is None:
             return RetentionReport(None)
         now = now or datetime.now(UTC)
         cutoff = now - timedelta(days=profile.message_content_days)
         await self.catch_up()
-        report = RetentionReport(uuid.uuid4())
+        run = uuid.uuid4()
+        report = RetentionReport(run)
         for entry in await self._store.entries(tenant_id, "hot"):
             changed = await self._redact_hot(entry.conversation_id, cutoff)
             if changed:
@@ -334,6 +342,7 @@ class Lifecycle:
                 report.archives += 1
                 report.events += changed
                 await self._announce_redacted(entry, cutoff, changed, archived=True)
+        report.memories = await self._forget_memories(tenant_id, cutoff, run)
         rules = {"message_content_days": profile.message_content_days}
         counts = (report.conversations, report.events, report.archives)
         assert report.run_id is not None
@@ -350,14 +359,50 @@ class Lifecycle:
                     conversations_redacted=report.conversations,
                     events_redacted=report.events,
                     archives_rewritten=report.archives,
+                    memories_forgotten=report.memories,
                 ),
                 msg_id=f"retention:{report.run_id}",
             )
         self._progress(
             f"{tenant_id}: retention redacted {report.events} events in "
-            f"{report.conversations} conversations ({report.archives} archives)"
+            f"{report.conversations} conversations ({report.archives} archives), "
+            f"{report.memories} remembered turns forgotten"
         )
         return report
+
+    async def _forget_memories(self, tenant_id: str, cutoff: datetime, run: uuid.UUID) -> int:
+        """Each lead's long-term memory (knowledge's vectors) forgets the turns remembered
+        before the cutoff. Asked for every lead on every run: nothing to do costs a lookup, and
+        a run that failed halfway is made good by the next."""
+        if self._bus is None:
+            return 0
+        entries = [
+            *await self._store.entries(tenant_id, "hot"),
+            *await self._store.entries(tenant_id, "archived"),
+        ]
+        leads = sorted({e.lead for e in entries})
+        forgotten = 0
+        for start in range(0, len(leads), 50):
+            answers = await asyncio.gather(
+                *(
+                    self._bus.request(
+                        EraseLeadMemory(
+                            tenant_id=tenant_id,
+                            correlation_id=f"retention:{run}",
+                            lead=lead,
+                            before=cutoff,
+                        ),
+                        MemoryResult,
+                        timeout=10,
+                    )
+                    for lead in leads[start : start + 50]
+                )
+            )
+            for answer in answers:
+                if answer.error:
+                    raise MemoryNotForgottenError(answer.error)
+                forgotten += answer.erased
+        return forgotten
 
     def _redacted(self, rows: list[StoredRow], cutoff: datetime) -> dict[int, bytes]:
         transcoder = self._app.mapper.transcoder
