@@ -16,7 +16,7 @@ from taskpilot.contracts.knowledge import KnowledgeUpdated
 from taskpilot.inference.service import InferenceService
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, raw_body, subscribe
-from taskpilot.tenancy import tenant_scope
+from taskpilot.tenancy import UnknownTenantError, tenant_scope
 
 GENERATE = ConsumerSpec(
     durable="inference-generate",
@@ -46,7 +46,11 @@ def register(bus: Bus, service: InferenceService) -> None:
             answer = WhatIfAnswer(error="tenant in subject and body differ")
             return answer.model_dump_json().encode()
         with tenant_scope(request.tenant_id):
-            return (await service.what_if(request)).model_dump_json().encode()
+            try:
+                answer = await service.what_if(request)
+            except UnknownTenantError:
+                answer = WhatIfAnswer(error="no such tenant")
+        return answer.model_dump_json().encode()
 
     bus.broker.subscriber(
         INFERENCE_WHAT_IF.wildcard(),
