@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from nats.js.api import RetentionPolicy
 
 from taskpilot.contracts import subjects
 from taskpilot.contracts.conversation import ReplyComposed
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.subjects import Channel, Stream
 from taskpilot.contracts.whatsapp import TextContent, WhatsAppMessageReceived
+from taskpilot.runtime.bus import stream_config
 
 STREAM = Stream("TEST", ("test.>",), "for tests")
 CHANNEL = Channel("test.{tenant}.{lead}.message", STREAM)
@@ -113,3 +115,10 @@ def test_conversation_events_carry_the_lead_so_one_leads_events_can_be_selected(
     assert channel.wildcard(tenant="acme", lead="34600111222") == "conversation.acme.34600111222.*"
     with pytest.raises(ValueError, match="missing"):
         channel.subject(tenant="acme", event="reply_composed")
+
+
+def test_the_job_queue_is_provisioned_with_every_stream_as_a_work_queue() -> None:
+    configs = {s.name: stream_config(s) for s in subjects.ALL_STREAMS}
+
+    assert configs["TOOL_JOBS"].retention == RetentionPolicy.WORK_QUEUE
+    assert {n for n, c in configs.items() if c.retention != RetentionPolicy.LIMITS} == {"TOOL_JOBS"}

@@ -42,6 +42,9 @@ class Stream:
     duplicate_window_s: float = 120.0
     max_age_s: float = 0.0  # 0 = keep until limits
     partitioning: Partitioning | None = None
+    work_queue: bool = False
+    """Work-queue retention: a message is removed once acknowledged, and taken by one consumer
+    only. Fixed when the stream is created (NATS cannot change a stream's retention)."""
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,8 @@ TOOL_JOBS = Stream(
     "TOOL_JOBS",
     ("jobs.>",),
     "Slow jobs of tools (work queue: each job is taken by one worker, removed when done)",
+    work_queue=True,
 )
-"""Not in ALL_STREAMS: the tools service provisions it itself with work-queue retention, which
-:func:`taskpilot.runtime.bus.ensure_streams` does not set (and NATS cannot change later)."""
 DEAD_LETTERS = Stream(
     "DEAD_LETTERS", ("dlq.>",), "Messages that could not be processed, with their cause"
 )
@@ -113,8 +115,11 @@ ALL_STREAMS: tuple[Stream, ...] = (
     INFERENCE,
     KNOWLEDGE,
     TOOLS,
+    TOOL_JOBS,
     DEAD_LETTERS,
 )
+"""Every stream of the services: provisioned at start-up by every service, listed by the
+dead-letter tooling and the docs."""
 
 # -- inbound edge (owner: ingest) -------------------------------------------------------
 WA_MESSAGE_RECEIVED = Channel("wa.in.{tenant}.{lead}.message", WHATSAPP_IN)

@@ -21,7 +21,13 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import PubAck, StorageType, StreamConfig, SubjectTransform
+from nats.js.api import (
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    SubjectTransform,
+)
 from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
@@ -262,6 +268,7 @@ def stream_config(stream: Stream, replicas: int = 1) -> StreamConfig:
         description=stream.description,
         subjects=list(stream.subjects),
         storage=StorageType.FILE,
+        retention=RetentionPolicy.WORK_QUEUE if stream.work_queue else RetentionPolicy.LIMITS,
         num_replicas=replicas,
         duplicate_window=stream.duplicate_window_s,
         max_age=stream.max_age_s,
