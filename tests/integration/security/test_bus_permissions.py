@@ -30,6 +30,7 @@ from nats.aio.msg import Msg
 from taskpilot.cli import demo
 from taskpilot.cli.bus_auth import helm_values, provision
 from taskpilot.contracts import subjects
+from taskpilot.contracts.knowledge import KnowledgeSearchResult, SearchKnowledge
 from taskpilot.contracts.subjects import ALL_STREAMS, INBOUND_PARTITIONS, Channel
 from taskpilot.ingest.meta import signed, text_webhook
 from taskpilot.runtime.bus import Bus, ensure_streams
@@ -588,9 +589,9 @@ def slice_processes(
         drop_database(postgres_admin_url, dbname)
 
 
-async def test_a_lead_is_answered_with_every_service_on_its_own_user(
-    slice_processes: dict[str, ServiceProcess],
-) -> None:
+@pytest.fixture(scope="module")
+async def seeded(slice_processes: dict[str, ServiceProcess]) -> dict[str, ServiceProcess]:
+    """The slice ready, with the demo tenant and its first FAQ."""
     for process in slice_processes.values():
         await process.wait_ready()
     env = slice_processes["ingest"].env
@@ -601,38 +602,44 @@ async def test_a_lead_is_answered_with_every_service_on_its_own_user(
         await directory.upsert(demo.demo_tenant())
     finally:
         await pool.close()
-    knowledge = slice_processes["knowledge"].base_url
+    # HTTP auth: a token of the demo tenant from the local issuer the services share through
+    # the data directory.
+    issuer = LocalIssuer.in_data_dir(Path(env["TASKPILOT_DATA_DIR"]))
+    token = issuer.issue(tenant_id=demo.DEMO_TENANT, roles=["owner"], subject="bus-test")
+    question, answer = demo.DEMO_FAQS[0]
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            f"{slice_processes['knowledge'].base_url}/v1/tenants/{demo.DEMO_TENANT}/faqs",
+            json={"question": question, "answer": answer},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 201, response.text
+    return slice_processes
+
+
+async def test_a_lead_is_answered_with_every_service_on_its_own_user(
+    seeded: dict[str, ServiceProcess],
+) -> None:
     lead = "4915" + str(uuid.uuid4().int)[:9]
     payload = text_webhook(demo.DEMO_NUMBER, lead, "What time do you open?")
     body, headers = signed(payload, demo.DEMO_APP_SECRET)
     async with httpx.AsyncClient(timeout=30) as client:
-        question, answer = demo.DEMO_FAQS[0]
-        # HTTP auth: a dashboard token of the demo tenant from the local issuer the services
-        # share through the data directory.
-        issuer = LocalIssuer.in_data_dir(Path(env["TASKPILOT_DATA_DIR"]))
-        token = issuer.issue(tenant_id=demo.DEMO_TENANT, roles=["owner"], subject="bus-test")
         response = await client.post(
-            f"{knowledge}/v1/tenants/{demo.DEMO_TENANT}/faqs",
-            json={"question": question, "answer": answer},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert response.status_code == 201, response.text
-        response = await client.post(
-            f"{slice_processes['ingest'].base_url}/webhooks/whatsapp/{demo.DEMO_TENANT}",
+            f"{seeded['ingest'].base_url}/webhooks/whatsapp/{demo.DEMO_TENANT}",
             content=body,
             headers=headers,
         )
         assert response.status_code == 200, response.text
 
         async def sent() -> list[dict[str, str]]:
-            sandbox = slice_processes["sandbox"].base_url
+            sandbox = seeded["sandbox"].base_url
             response = await client.get(f"{sandbox}/_sandbox/messages", params={"to": lead})
             return list(response.json())
 
         replies = await eventually(sent, timeout=30, what="the reply sent through the sandbox")
-    assert replies[0]["text"] == answer
+    assert replies[0]["text"] == demo.DEMO_FAQS[0][1]
     for name in SERVICES:  # no service was refused anything on its way
-        log = await asyncio.to_thread(slice_processes[name].log_path.read_text)
+        log = await asyncio.to_thread(seeded[name].log_path.read_text)
         assert "permissions violation" not in log.lower(), name
 
 
@@ -659,3 +666,42 @@ def test_team_credentials_join_the_embedded_defaults_users(
         main(["nats", "server-config", "--team", "crm"])
     block = capsys.readouterr().out
     assert block.startswith("authorization {") and '"user": "team-crm"' in block
+
+
+async def test_a_legitimate_requester_cannot_cross_tenants_through_knowledge(
+    seeded: dict[str, ServiceProcess], passwords: dict[str, str]
+) -> None:
+    """Inference's user may ask knowledge; its subject names the tenant, and knowledge answers
+    only for the tenant of both the subject and the envelope (the running slice's knowledge)."""
+    bus = Bus(
+        seeded["inference"].env["NATS_URL"],
+        name="inference",
+        credentials=credentials(passwords, "inference"),
+    )
+    await bus.connect()
+    try:
+        question = demo.DEMO_FAQS[0][0]
+        own = SearchKnowledge(tenant_id=demo.DEMO_TENANT, correlation_id="x", query=question)
+
+        async def found() -> KnowledgeSearchResult | None:
+            result = await bus.request(own, KnowledgeSearchResult, timeout=10)
+            return result if result.hits else None
+
+        await eventually(found, timeout=30, what="the demo tenant's FAQ found")
+
+        other = "tenant-b"
+        crafted = [
+            # tenant B's subject, the demo tenant's envelope, and the other way round
+            (subjects.KNOWLEDGE_SEARCH.subject(tenant=other), own),
+            (subjects.KNOWLEDGE_SEARCH.subject(tenant=demo.DEMO_TENANT), own.model_copy(
+                update={"tenant_id": other})),
+        ]  # fmt: skip
+        for subject, request in crafted:
+            reply = await bus.nc.request(subject, request.to_bytes(), timeout=10)
+            result = KnowledgeSearchResult.model_validate_json(reply.data)
+            assert result.hits == [] and result.error, subject
+        # tenant B asking properly gets none of the demo tenant's knowledge
+        theirs = SearchKnowledge(tenant_id=other, correlation_id="x", query=question)
+        assert (await bus.request(theirs, KnowledgeSearchResult, timeout=10)).hits == []
+    finally:
+        await bus.close()
