@@ -48,6 +48,9 @@ class World:
             "DATABASE_URL": self.database_url,
             "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
             "TASKPILOT_CONVERSATION_HTTP_PORT": str(port),
+            # These tests count the stream against the event store; a lifecycle run's
+            # tenant-wide event is published without being a stored conversation event.
+            "TASKPILOT_CONVERSATION_LIFECYCLE_SCHEDULE": "false",
         }
         process = ServiceProcess("taskpilot.conversation", env, port, self.logs / f"conv{n}.log")
         self.processes.append(process.start())
