@@ -147,7 +147,9 @@ def durable_consumers(service: str) -> set[tuple[str, str]]:
     settings_class = next(
         v
         for v in vars(settings_module).values()
-        if isinstance(v, type) and issubclass(v, CommonSettings) and v is not CommonSettings
+        if isinstance(v, type)
+        and issubclass(v, CommonSettings)
+        and v.__module__ == settings_module.__name__  # not an imported base (GuardedSettings)
     )
     found: list[ConsumerSpec] = []
 
