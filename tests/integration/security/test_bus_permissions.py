@@ -19,6 +19,7 @@ import json
 import pkgutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -246,7 +247,7 @@ def feeding_subjects(spec: ConsumerSpec) -> list[str]:
 
 @pytest.mark.parametrize("service", list(SERVICES))
 async def test_service_runs_its_consumers_and_publishes_its_channels_as_its_user(
-    service: str, provisioned: str, passwords: dict[str, str]
+    service: str, provisioned: str, passwords: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     access = SERVICES[service]
     bus = Bus(provisioned, name=service, credentials=credentials(passwords, service))
@@ -299,9 +300,24 @@ async def test_service_runs_its_consumers_and_publishes_its_channels_as_its_user
             assert (await kv.get("probe")).value == service.encode()
         for stream in access.purges:
             await bus.js.purge_stream(stream.name, subject=f"{stream.subjects[0][:-1]}nobody.>")
+        if service == "tools":  # its readers of other streams' history
+            from taskpilot.tools.adapters.streams import ConversationHistory, DeadLetterArchive
+
+            quiet = "tenant-quiet"  # nothing was published for it
+            assert await DeadLetterArchive(bus.js).letters(quiet, "nobody", 5) == []
+            now = datetime.now(UTC)
+            history = ConversationHistory(bus.js)
+            assert await history.events(quiet, now - timedelta(days=1), now) == []
     finally:
         await bus.close()
         await admin.close()
+    # nats-py and FastStream log what the server refused: nothing was.
+    refused = [
+        f"{r.getMessage()} {r.exc_info}"
+        for r in caplog.records
+        if "permissions violation" in f"{r.getMessage()} {r.exc_info}".lower()
+    ]
+    assert refused == []
 
 
 async def test_knowledge_answers_inference_on_its_own_inbox(connect: Connect) -> None:

@@ -197,6 +197,7 @@ def service_permissions(name: str) -> Permissions:
     publish: list[str] = [
         "$JS.API.INFO",
         "$JS.API.STREAM.INFO.*",
+        "$JS.API.STREAM.NAMES",  # nats-py looks up a subject's stream (js.subscribe)
         *(f"$JS.API.STREAM.CREATE.{stream.name}" for stream in PROVISIONED),
         # the dead-letter mover copies a message that hit max_deliver from whichever stream
         "$JS.API.STREAM.MSG.GET.*",
