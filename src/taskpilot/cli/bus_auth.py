@@ -63,7 +63,8 @@ def run_nats(args: argparse.Namespace) -> int:
         print(team_credentials(args.name, args.data_dir.resolve()))
     elif args.nats_command == "provision":
         settings = CommonSettings()
-        asyncio.run(provision(settings.nats_url, settings.nats_credentials(ADMIN)))
+        credentials = settings.nats_credentials(ADMIN)
+        asyncio.run(provision(settings.nats_url, credentials, settings.stream_replicas))
         print("streams provisioned")
     return 0
 

@@ -147,7 +147,7 @@ async def run_dev(data_dir: Path) -> None:
     try:
         if nats is not None:  # as admin, so a changed stream config is applied
             settings = CommonSettings()
-            await provision(nats.url, settings.nats_credentials(ADMIN))
+            await provision(nats.url, settings.nats_credentials(ADMIN), settings.stream_replicas)
         apps = await build_apps()
         stop = asyncio.Event()
         server = asyncio.create_task(serve(apps, stop))
