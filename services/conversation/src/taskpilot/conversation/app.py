@@ -24,6 +24,7 @@ from taskpilot.conversation.whatif import WhatIf
 from taskpilot.runtime.auth import Guard, add_auth_errors, verifier_for
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.host import ServiceApp
+from taskpilot.runtime.http_errors import add_input_errors
 from taskpilot.runtime.ops import add_ops_routes
 from taskpilot.runtime.telemetry import inject_headers
 
@@ -76,6 +77,7 @@ async def create(settings: ConversationSettings) -> ServiceApp:
     guard = Guard(await verifier_for(settings, res.pool))
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
     add_auth_errors(http)
+    add_input_errors(http)
     what_if = WhatIf(app.history_of, res.bus)
     http.include_router(conversations_router(app, gdpr, guard, what_if))
     add_ops_routes(http, "conversation", res.readiness())

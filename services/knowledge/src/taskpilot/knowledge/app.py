@@ -20,6 +20,7 @@ from taskpilot.runtime.auth import Guard, add_auth_errors, verifier_for
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.db import migrate
 from taskpilot.runtime.host import ServiceApp
+from taskpilot.runtime.http_errors import add_input_errors
 from taskpilot.runtime.ops import add_ops_routes
 
 
@@ -58,6 +59,7 @@ async def create(settings: KnowledgeSettings) -> ServiceApp:
     guard = Guard(await verifier_for(settings, res.pool))
     http = FastAPI(title="TaskPilot knowledge", version="0.2.0")
     add_auth_errors(http)
+    add_input_errors(http)
     http.include_router(knowledge_router(service, guard))
     add_ops_routes(http, "knowledge", res.readiness())
 

@@ -35,6 +35,7 @@ from taskpilot.tools.webhooks import (
 )
 
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Seq = Annotated[int, Path(ge=1, le=2**63 - 1, description="A dead letter's stream sequence")]
 
 
 class JobIn(BaseModel):
@@ -136,7 +137,7 @@ def automation_router(outgoing: OutgoingWebhooks, jobs: Jobs, guard: Guard) -> A
     @router.post(
         "/webhooks-dead-letters/{seq}/replay", status_code=202, dependencies=[replay_letters]
     )
-    async def replay(tenant_id: TenantId, seq: int) -> dict[str, str]:
+    async def replay(tenant_id: TenantId, seq: Seq) -> dict[str, str]:
         return {"delivery_id": await outgoing.replay(tenant_id, seq)}
 
     @router.post("/jobs", status_code=202, dependencies=[configure])

@@ -40,6 +40,7 @@ from taskpilot.analytics.service import (
 )
 from taskpilot.analytics.upstreams import NoSuchPathError, Upstreams, UpstreamUnavailableError
 from taskpilot.runtime.bus import PublishError
+from taskpilot.runtime.http_errors import add_input_errors
 from taskpilot.tenancy import UnknownTenantError
 from taskpilot.tenancy.api_keys import ApiKeyNotFoundError
 
@@ -129,6 +130,7 @@ def build_http(
 
 
 def add_exception_handlers(http: FastAPI) -> None:
+    add_input_errors(http)
     for error, status in STATUSES.items():
 
         async def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:
