@@ -54,10 +54,9 @@ outgoing webhook may subscribe to, plus knowledge versions). Not commands (``wa.
 request-reply (``rpc.>``), not dead letters: those are the services' internals."""
 
 PROVISIONED: tuple[Stream, ...] = tuple(
-    sorted({*s.ALL_STREAMS, s.TOOL_JOBS, *RUNTIME_STREAMS}, key=lambda stream: stream.name)
+    sorted({*s.ALL_STREAMS, *RUNTIME_STREAMS}, key=lambda stream: stream.name)
 )
-"""Streams every service may create at start-up (never update or delete). TOOL_JOBS is named
-for the releases where the tools service provisions it itself (outside ALL_STREAMS)."""
+"""Streams every service may create at start-up (never update or delete)."""
 
 
 @dataclass(frozen=True)
