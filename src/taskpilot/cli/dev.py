@@ -22,6 +22,7 @@ from taskpilot.runtime.host import ServiceApp, serve
 from taskpilot.runtime.permissions import ADMIN
 from taskpilot.runtime.servers import NatsServer, resolve_postgres
 from taskpilot.runtime.settings import DEV_SECRET_KEYS, CommonSettings
+from taskpilot.tenancy.tokens import LocalIssuer
 
 log = logging.getLogger("taskpilot.dev")
 
@@ -34,6 +35,11 @@ def prepare_environment(data_dir: Path) -> NatsServer | None:
     """Fill NATS_URL and DATABASE_URL with embedded servers where the user set none."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TASKPILOT_DATA_DIR", str(data_dir))
+    # The services check tokens of analytics' local issuer with its key set, given inline:
+    # no service waits for analytics to publish it.
+    os.environ.setdefault(
+        "TASKPILOT_AUTH_JWKS", json.dumps(LocalIssuer.in_data_dir(data_dir).jwks())
+    )
     nats = None
     if "NATS_URL" not in os.environ:
         # Every service connects as its own user, with only the permissions it needs.
@@ -97,7 +103,11 @@ async def seed_demo(apps: list[ServiceApp]) -> None:
         await pool.close()
     knowledge = next(a for a in apps if a.name == "knowledge")
     base = f"http://{knowledge.host}:{knowledge.port}/v1/tenants/{demo.DEMO_TENANT}/faqs"
-    async with httpx.AsyncClient(timeout=30) as client:
+    seeder = LocalIssuer.in_data_dir(Path(os.environ["TASKPILOT_DATA_DIR"])).issue(
+        tenant_id=demo.DEMO_TENANT, roles=["owner"], subject="taskpilot-dev", ttl_s=300
+    )
+    headers = {"Authorization": f"Bearer {seeder}"}
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
         for _ in range(100):
             try:
                 existing = (await client.get(base)).json()
