@@ -5,9 +5,11 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from taskpilot.runtime.auth import Guard, add_auth_errors, verifier_for
 from taskpilot.runtime.bootstrap import connect
 from taskpilot.runtime.db import migrate
 from taskpilot.runtime.host import ServiceApp
+from taskpilot.runtime.http_errors import add_input_errors
 from taskpilot.runtime.ops import add_ops_routes
 from taskpilot.tenancy import SecretBox
 from taskpilot.tools import handlers
@@ -15,7 +17,6 @@ from taskpilot.tools.adapters import (
     ConversationHistory,
     DeadLetterArchive,
     Providers,
-    ensure_job_queue,
 )
 from taskpilot.tools.api import (
     add_exception_handlers,
@@ -28,13 +29,12 @@ from taskpilot.tools.jobs import Jobs
 from taskpilot.tools.repository import SCHEMA, ToolsRepository
 from taskpilot.tools.service import ToolsService
 from taskpilot.tools.settings import ToolsSettings
-from taskpilot.tools.webhooks import OutgoingWebhooks, PaymentWebhooks
+from taskpilot.tools.webhooks import OutgoingWebhooks, PaymentWebhooks, SubscriptionCache
 
 
 async def create(settings: ToolsSettings) -> ServiceApp:
     res = await connect(settings, "tools")
     await migrate(res.pool, "taskpilot.tools", SCHEMA)
-    await ensure_job_queue(res.bus.js)
     repo = ToolsRepository(res.pool, SecretBox.from_setting(settings.secret_keys))
     http_client = httpx.AsyncClient(timeout=settings.provider_timeout_s)
     providers = Providers(
@@ -52,7 +52,10 @@ async def create(settings: ToolsSettings) -> ServiceApp:
         attempts=settings.execute_attempts,
         retry_delay_s=settings.execute_retry_s,
     )
-    outgoing = OutgoingWebhooks(repo, res.bus, providers.webhooks, DeadLetterArchive(res.bus.js))
+    subscriptions = SubscriptionCache(repo.endpoints, settings.webhook_endpoints_ttl_s)
+    outgoing = OutgoingWebhooks(
+        repo, res.bus, providers.webhooks, DeadLetterArchive(res.bus.js), subscriptions
+    )
     jobs = Jobs(
         repo,
         ConversationHistory(res.bus.js),
@@ -62,10 +65,13 @@ async def create(settings: ToolsSettings) -> ServiceApp:
     )
     handlers.register(res.bus, settings, tools, outgoing, jobs)
 
+    guard = Guard(await verifier_for(settings, res.pool))
     http = FastAPI(title="TaskPilot tools", version="0.1.0")
     add_exception_handlers(http)
-    http.include_router(configuration_router(ToolsConfiguration(repo)))
-    http.include_router(automation_router(outgoing, jobs))
+    add_auth_errors(http)
+    add_input_errors(http)
+    http.include_router(configuration_router(ToolsConfiguration(repo, subscriptions), guard))
+    http.include_router(automation_router(outgoing, jobs, guard))
     http.include_router(
         stripe_router(PaymentWebhooks(repo, res.bus, tolerance_s=settings.stripe_tolerance_s))
     )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, HttpUrl
 from taskpilot.tools import domain
 from taskpilot.tools.availability import BookingPolicy
 from taskpilot.tools.repository import ToolsRepository
-from taskpilot.tools.webhooks import PUBLIC_EVENTS
+from taskpilot.tools.webhooks import PUBLIC_EVENTS, SubscriptionCache
 
 
 class ToolSettingsIn(BaseModel):
@@ -39,8 +39,9 @@ class NotFoundError(LookupError):
 
 
 class ToolsConfiguration:
-    def __init__(self, repo: ToolsRepository):
+    def __init__(self, repo: ToolsRepository, subscriptions: SubscriptionCache | None = None):
         self._repo = repo
+        self._subscriptions = subscriptions
 
     async def save_settings(self, tenant_id: str, body: ToolSettingsIn) -> None:
         unknown = set(body.enabled_tools) - set(domain.KNOWN_TOOLS)
@@ -98,6 +99,7 @@ class ToolsConfiguration:
         await self._repo.save_endpoint(
             tenant_id, endpoint_id, str(body.url), body.event_types, body.secret
         )
+        self._endpoints_changed(tenant_id)
 
     async def endpoints(self, tenant_id: str) -> list[dict[str, Any]]:
         return [
@@ -106,5 +108,11 @@ class ToolsConfiguration:
         ]
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
-        if not await self._repo.delete_endpoint(tenant_id, endpoint_id):
+        deleted = await self._repo.delete_endpoint(tenant_id, endpoint_id)
+        self._endpoints_changed(tenant_id)
+        if not deleted:
             raise NotFoundError(endpoint_id)
+
+    def _endpoints_changed(self, tenant_id: str) -> None:
+        if self._subscriptions is not None:
+            self._subscriptions.invalidate(tenant_id)

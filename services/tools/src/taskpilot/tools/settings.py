@@ -3,10 +3,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from taskpilot.runtime.settings import CommonSettings
+from taskpilot.runtime.auth import GuardedSettings
 
 
-class ToolsSettings(CommonSettings):
+class ToolsSettings(GuardedSettings):
     """Tools settings (``TASKPILOT_TOOLS_*``); the key ring is ``TASKPILOT_SECRET_KEYS``."""
 
     model_config = SettingsConfigDict(env_prefix="TASKPILOT_TOOLS_", extra="ignore")
@@ -28,6 +28,12 @@ class ToolsSettings(CommonSettings):
     execute_retry_s: float = Field(default=2.0, description="Delay x attempt after a failure")
     webhook_attempts: int = Field(default=8, ge=2)
     webhook_backoff_s: list[float] = [1.0, 5.0, 30.0, 120.0, 600.0, 1800.0]
+    webhook_endpoints_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a replica keeps a tenant's webhook subscriptions (changes through "
+        "its own API apply at once, another replica's within this time)",
+    )
     job_attempts: int = Field(default=3, ge=1)
     job_ack_wait_s: float = Field(
         default=60.0, description="How soon a dead worker's job goes to another worker"

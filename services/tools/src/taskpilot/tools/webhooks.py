@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from taskpilot.contracts import Message
@@ -24,7 +26,7 @@ from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.consumer import PermanentError
 from taskpilot.tools import domain
 from taskpilot.tools.adapters import DeadLetterArchive, ProviderRejectedError, WebhookSender
-from taskpilot.tools.repository import ToolsRepository
+from taskpilot.tools.repository import ToolsRepository, WebhookEndpoint
 from taskpilot.tools.signing import verify
 
 log = logging.getLogger(__name__)
@@ -96,28 +98,84 @@ class PaymentWebhooks:
         return "payment_received"
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """Which events one endpoint of a tenant wants (no URL, no secret: those are read fresh
+    for each delivery)."""
+
+    endpoint_id: str
+    event_types: frozenset[str]
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.event_types or event_type in self.event_types
+
+
+class SubscriptionCache:
+    """Each tenant's endpoint subscriptions, kept ``ttl_s`` seconds.
+
+    Every public event of every tenant is checked against them, and most tenants have none:
+    without the cache that is a database query per event. Changes made through this process's
+    API invalidate the tenant at once (:meth:`invalidate`); another replica's changes apply
+    within ``ttl_s``. A load that started before an invalidation is not kept."""
+
+    def __init__(
+        self,
+        load: Callable[[str], Awaitable[list[WebhookEndpoint]]],
+        ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._load = load
+        self._ttl = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, list[Subscription]]] = {}
+        self._generation: dict[str, int] = {}
+
+    async def of(self, tenant_id: str) -> list[Subscription]:
+        now = self._clock()
+        entry = self._entries.get(tenant_id)
+        if entry is not None and now - entry[0] < self._ttl:
+            return entry[1]
+        generation = self._generation.get(tenant_id, 0)
+        found = [Subscription(e.id, frozenset(e.event_types)) for e in await self._load(tenant_id)]
+        if self._generation.get(tenant_id, 0) == generation:
+            self._entries[tenant_id] = (now, found)
+        return found
+
+    def invalidate(self, tenant_id: str) -> None:
+        self._entries.pop(tenant_id, None)
+        self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1
+
+
 class OutgoingWebhooks:
     def __init__(
-        self, repo: ToolsRepository, bus: Bus, sender: WebhookSender, archive: DeadLetterArchive
+        self,
+        repo: ToolsRepository,
+        bus: Bus,
+        sender: WebhookSender,
+        archive: DeadLetterArchive,
+        subscriptions: SubscriptionCache | None = None,
     ):
         self._repo = repo
         self._bus = bus
         self._sender = sender
         self._archive = archive
+        self._subscriptions = subscriptions or SubscriptionCache(repo.endpoints)
 
     async def fan_out(self, event: Message) -> None:
         """One delivery command per endpoint that subscribed to this event's type."""
         if event.type not in PUBLIC_EVENTS:
             return
-        for endpoint in await self._repo.endpoints(event.tenant_id):
-            if "*" not in endpoint.event_types and event.type not in endpoint.event_types:
+        for endpoint in await self._subscriptions.of(event.tenant_id):
+            if not endpoint.wants(event.type):
                 continue
-            delivery_id = domain.stable_id(event.tenant_id, endpoint.id, str(event.event_id))
+            delivery_id = domain.stable_id(
+                event.tenant_id, endpoint.endpoint_id, str(event.event_id)
+            )
             await self._bus.publish(
                 event.caused(
                     DeliverWebhook,
                     delivery_id=delivery_id,
-                    endpoint_id=endpoint.id,
+                    endpoint_id=endpoint.endpoint_id,
                     event_type=event.type,
                     event=event.model_dump(mode="json"),
                 ).model_copy(update={"event_id": domain.event_id(delivery_id)}),
@@ -126,6 +184,7 @@ class OutgoingWebhooks:
 
     async def deliver(self, command: DeliverWebhook) -> None:
         """POST the event, signed; any failure raises so the consumer policy retries it."""
+        # Read fresh, not from the cache: a changed URL or secret applies to the next attempt.
         endpoints = {e.id: e for e in await self._repo.endpoints(command.tenant_id)}
         endpoint = endpoints.get(command.endpoint_id)
         if endpoint is None:

@@ -33,11 +33,7 @@ from taskpilot.tools.adapters.payments import (
     stripe_client,
 )
 from taskpilot.tools.adapters.providers import Providers
-from taskpilot.tools.adapters.streams import (
-    ConversationHistory,
-    DeadLetterArchive,
-    ensure_job_queue,
-)
+from taskpilot.tools.adapters.streams import ConversationHistory, DeadLetterArchive
 
 __all__ = [
     "CalDavCalendar",
@@ -59,6 +55,5 @@ __all__ = [
     "WebhookSender",
     "WorkflowRequest",
     "WorkflowTrigger",
-    "ensure_job_queue",
     "stripe_client",
 ]

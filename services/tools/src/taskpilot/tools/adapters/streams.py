@@ -1,21 +1,14 @@
-"""JetStream reads and provisioning of the tools service: the dead-letter archive, the
-conversation history of a week, the work-queue stream of slow jobs."""
+"""JetStream reads of the tools service: the dead-letter archive, the conversation history of
+a week. (The work-queue stream of slow jobs, TOOL_JOBS, is provisioned with every other stream
+by the runtime at start-up.)"""
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import (
-    ConsumerConfig,
-    DeliverPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
-from nats.js.errors import BadRequestError
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError as NatsNotFoundError
 
 from taskpilot.contracts import Message, subjects
@@ -97,22 +90,3 @@ class ConversationHistory:
         finally:
             await sub.unsubscribe()
         return found
-
-
-async def ensure_job_queue(js: JetStreamContext) -> None:
-    """The TOOL_JOBS work-queue stream (created here: the shared provisioning sets no
-    retention, and a stream's retention cannot change after creation)."""
-    stream = subjects.TOOL_JOBS
-    config = StreamConfig(
-        name=stream.name,
-        description=stream.description,
-        subjects=list(stream.subjects),
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=stream.duplicate_window_s,
-    )
-    try:
-        await js.stream_info(stream.name)
-    except NatsNotFoundError:
-        with contextlib.suppress(BadRequestError):  # another replica created it first
-            await js.add_stream(config)
