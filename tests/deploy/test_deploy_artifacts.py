@@ -75,6 +75,38 @@ def test_production_render_is_clean_before_mutation(
     assert result.returncode == 0, result.stdout
 
 
+def test_services_find_each_other_inside_the_cluster(production: list[dict]) -> None:
+    """Loopback defaults serve make run; in a cluster analytics reaches its siblings by their
+    Services, the siblings fetch analytics' key set, and the network policies let them."""
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in production
+        if d["kind"] == "Deployment"
+    }
+
+    def env(service: str) -> dict[str, str]:
+        [container] = deployments[service]["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", "") for e in container["env"]}
+
+    analytics = env("analytics")
+    for sibling, port in [("conversation", 8001), ("knowledge", 8003), ("tools", 8004)]:
+        url = analytics[f"TASKPILOT_ANALYTICS_{sibling.upper()}_URL"]
+        assert url == f"http://taskpilot-{sibling}:{port}"
+    for service in set(deployments) - {"analytics"}:
+        jwks = env(service)["TASKPILOT_AUTH_JWKS_URL"]
+        assert jwks == "http://taskpilot-analytics:8005/.well-known/jwks.json"
+    policies = [d for d in production if d["kind"] == "NetworkPolicy"]
+    assert len(policies) == len(deployments)
+    for policy in policies:
+        ports = {
+            p["port"]
+            for rule in policy["spec"]["egress"]
+            if any("podSelector" in peer and "namespaceSelector" not in peer for peer in rule["to"])
+            for p in rule["ports"]
+        }
+        assert {8001, 8003, 8004, 8005} <= ports, policy["metadata"]["name"]
+
+
 @pytest.mark.parametrize(
     ("kind", "mutate", "message"),
     [
