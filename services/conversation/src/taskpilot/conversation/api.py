@@ -16,15 +16,15 @@ from taskpilot.conversation.gdpr import ErasureIncompleteError, Gdpr
 from taskpilot.conversation.service import ConversationNotFoundError, Conversations
 from taskpilot.conversation.whatif import Comparison, WhatIf
 from taskpilot.runtime.auth import Guard
-from taskpilot.tenancy.access import Action
+from taskpilot.tenancy.access import Action, Principal
 
 
-class Agent(BaseModel):
-    agent: str = Field(min_length=1, max_length=200, description="Who acts (user id or email)")
-
-
-class HumanMessage(Agent):
+class HumanMessage(BaseModel):
     text: str = Field(min_length=1, max_length=4096)
+
+
+# The acting person is always the credential's (its name, else its subject): a body or query
+# field naming someone else is ignored, so nobody can act or erase in another person's name.
 
 
 def conversations_router(
@@ -56,25 +56,27 @@ def conversations_router(
         result: list[dict[str, Any]] = await call(app.history_of, tenant_id, conversation_id)
         return result
 
-    @router.post("/conversations/{conversation_id}/takeover", dependencies=[converse])
-    async def take_over(tenant_id: TenantId, conversation_id: str, body: Agent) -> dict[str, bool]:
+    @router.post("/conversations/{conversation_id}/takeover")
+    async def take_over(
+        tenant_id: TenantId, conversation_id: str, who: Principal = converse
+    ) -> dict[str, bool]:
         """A person takes the conversation; the bot stays silent until it is handed back."""
-        return {"changed": await call(app.take_over, tenant_id, conversation_id, body.agent)}
+        return {"changed": await call(app.take_over, tenant_id, conversation_id, who.agent)}
 
-    @router.post(
-        "/conversations/{conversation_id}/messages", status_code=202, dependencies=[converse]
-    )
+    @router.post("/conversations/{conversation_id}/messages", status_code=202)
     async def reply_as_human(
-        tenant_id: TenantId, conversation_id: str, body: HumanMessage
+        tenant_id: TenantId, conversation_id: str, body: HumanMessage, who: Principal = converse
     ) -> dict[str, str]:
         """Send a person's reply through the same send path as the bot's."""
-        turn = await call(app.human_reply, tenant_id, conversation_id, body.agent, body.text)
+        turn = await call(app.human_reply, tenant_id, conversation_id, who.agent, body.text)
         return {"turn_id": turn}
 
-    @router.post("/conversations/{conversation_id}/release", dependencies=[converse])
-    async def hand_back(tenant_id: TenantId, conversation_id: str, body: Agent) -> dict[str, bool]:
+    @router.post("/conversations/{conversation_id}/release")
+    async def hand_back(
+        tenant_id: TenantId, conversation_id: str, who: Principal = converse
+    ) -> dict[str, bool]:
         """Hand the conversation back to the assistant."""
-        return {"changed": await call(app.release, tenant_id, conversation_id, body.agent)}
+        return {"changed": await call(app.release, tenant_id, conversation_id, who.agent)}
 
     @router.post("/conversations/{conversation_id}/what-if", dependencies=[configure])
     async def what_if_replay(
@@ -95,11 +97,14 @@ def conversations_router(
         except ConversationNotFoundError:
             raise HTTPException(404, "nothing is held about this lead") from None
 
-    @router.delete("/leads/{lead}", dependencies=[erase])
-    async def erase_lead(tenant_id: TenantId, lead: LeadId, requested_by: str) -> dict[str, Any]:
-        """Erase the lead everywhere (GDPR); the erasure itself is recorded and announced."""
+    @router.delete("/leads/{lead}")
+    async def erase_lead(
+        tenant_id: TenantId, lead: LeadId, who: Principal = erase
+    ) -> dict[str, Any]:
+        """Erase the lead everywhere (GDPR); the erasure itself is recorded and announced, in
+        the name of the credential's holder."""
         try:
-            return await gdpr.erase(tenant_id, lead, requested_by)
+            return await gdpr.erase(tenant_id, lead, who.agent)
         except ErasureIncompleteError as exc:
             raise HTTPException(503, f"{exc}; nothing was erased, retry") from None
 
