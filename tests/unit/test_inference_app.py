@@ -13,7 +13,7 @@ def test_the_embedded_default_never_imports_litellm() -> None:
         "import sys\n"
         "from taskpilot.inference import app\n"
         "from taskpilot.inference.settings import InferenceSettings\n"
-        "assert app.build_cascade(InferenceSettings().models_config()) is None\n"
+        "assert app.build_model(InferenceSettings().models_config()) is None\n"
         "assert 'litellm' not in sys.modules, 'litellm was imported'\n"
     )
     done = subprocess.run(

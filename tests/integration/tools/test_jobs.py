@@ -1,6 +1,7 @@
-"""The weekly marketing plan as a JetStream work-queue job: progress events, a labelled
-deterministic result from the week's recorded facts, and a job that survives its worker being
-killed (SIGKILL) mid-way."""
+"""The weekly marketing plan as a JetStream work-queue job: progress events, a result from the
+week's recorded facts labelled as the template's when no inference service answers (the model
+writing it: test_plan_by_model.py), and a job that survives its worker being killed (SIGKILL)
+mid-way."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from taskpilot.runtime.testing import ServiceProcess, eventually
 from taskpilot.runtime.testing.tokens import bearer, inline_jwks
 from taskpilot.tenancy.tokens import LocalIssuer
 from taskpilot.tools.jobs import STEPS
-from taskpilot.tools.plan import NOT_DONE
+from taskpilot.tools.plan import TEMPLATE
 from tests.integration.tools.conftest import Collected
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -84,11 +85,12 @@ async def test_the_weekly_plan_reports_progress_and_a_labelled_factual_result(
     [completed] = await collected.wait_for(JobCompleted, timeout=30)
     progress = collected.of(JobProgressed)
     assert [p.step for p in progress] == list(STEPS)
-    assert [p.done_steps for p in progress] == [1, 2, 3]
+    assert [p.done_steps for p in progress] == [1, 2, 3, 4]
     result = completed.result
     assert result is not None and completed.error is None
-    assert (result["content"], result["model_generated"]) == ("deterministic_summary", False)
-    assert result["not_done"] == NOT_DONE
+    assert (result["written_by"], result["model_generated"]) == (TEMPLATE, False)
+    assert "the inference service did not answer" in result["template_reason"]
+    assert result["plan"].startswith(result["summary"][0])
     facts = result["facts"]
     assert (facts["messages_from_leads"], facts["distinct_leads"], facts["handoffs"]) == (2, 2, 1)
     assert facts["handoff_reasons"] == {"asked for a human": 1}
@@ -100,7 +102,7 @@ async def test_the_weekly_plan_reports_progress_and_a_labelled_factual_result(
     assert "asked for a human" in suggestion["suggestion"] and suggestion["rule"]
 
     status = (await api.get(f"/v1/tenants/{tenant}/jobs/{job_id}")).json()
-    assert (status["status"], status["done_steps"], status["runs"]) == ("done", 3, [0])
+    assert (status["status"], status["done_steps"], status["runs"]) == ("done", 4, [0])
     assert status["result"] == result
 
 
@@ -178,7 +180,7 @@ async def test_a_job_survives_its_worker_being_killed(
             status = (await client.get(f"/v1/tenants/{tenant}/jobs/{job_id}")).json()
         assert status["status"] == "done" and status["done_steps"] == len(STEPS)
         assert status["runs"][0] == 0 and status["runs"][-1] >= 1, "resumed, not restarted"
-        assert status["result"]["model_generated"] is False
+        assert status["result"]["written_by"] == TEMPLATE
         info = await nc.jetstream().stream_info("TOOL_JOBS")
         assert info.state.messages == 0, "the work queue is empty once the job is acknowledged"
     finally:

@@ -16,6 +16,8 @@ BUDGET_NEAR_CAP = Channel("inference.{tenant}.budget_near_cap", subjects.INFEREN
 BUDGET_EXCEEDED = Channel("inference.{tenant}.budget_exceeded", subjects.INFERENCE)
 # Request-reply, never stored: what inference would answer a past turn today.
 INFERENCE_WHAT_IF = Channel("rpc.inference.{tenant}.what_if", None, "request-reply")
+# Request-reply, never stored: the weekly marketing plan written by a model (asked by tools).
+INFERENCE_WRITE_PLAN = Channel("rpc.inference.{tenant}.write_plan", None, "request-reply")
 
 Tier = Literal["L0", "L1", "L2", "L3", "fallback"]
 ReplySource = Literal["template", "faq", "knowledge", "model", "handoff", "silence"]
@@ -125,6 +127,38 @@ class WhatIfAnswer(BaseModel):
         default=[], description="Tools it would call first (not run in a dry run)"
     )
     error: str | None = None
+
+
+class WriteMarketingPlan(Message):
+    """Request-reply (tools asks inference): write the tenant's marketing plan for the coming
+    week from the last week's recorded facts. The facts travel as data: inference puts them in
+    a delimited data block of the prompt, never among its instructions."""
+
+    CHANNEL: ClassVar = INFERENCE_WRITE_PLAN
+
+    job_id: str
+    week_start: str = Field(description="YYYY-MM-DD, the Monday of the week the facts cover")
+    week_end: str = Field(description="YYYY-MM-DD, the Monday after it (exclusive)")
+    facts: dict[str, Any] = Field(description="Counts of the week: messages, leads, bookings...")
+    summary: list[str] = Field(default=[], description="The facts in sentences (deterministic)")
+    suggestions: list[dict[str, str]] = Field(
+        default=[], description="Rule-based suggestions, each with its fact and rule"
+    )
+
+
+class MarketingPlanAnswer(BaseModel):
+    """The answer to :class:`WriteMarketingPlan`: the model's text, or why there is none
+    (``refused``: no model configured, budget used up, rate limit, every model failed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str | None = None
+    model: str | None = Field(default=None, description="The model that wrote it")
+    tier: Literal["L2", "L3"] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    refused: str | None = None
 
 
 class TenantBudgetNearCap(Message):

@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskpilot.contracts import subjects as s
-from taskpilot.contracts.inference import BUDGET_EXCEEDED, BUDGET_NEAR_CAP, INFERENCE_WHAT_IF
+from taskpilot.contracts.inference import (
+    BUDGET_EXCEEDED,
+    BUDGET_NEAR_CAP,
+    INFERENCE_WHAT_IF,
+    INFERENCE_WRITE_PLAN,
+)
 from taskpilot.contracts.knowledge import (
     KNOWLEDGE_MEMORY_ERASE,
     KNOWLEDGE_MEMORY_RECALL,
@@ -108,7 +113,8 @@ SERVICES: dict[str, Access] = {
         publishes=(s.REPLY_GENERATED, BUDGET_NEAR_CAP, BUDGET_EXCEEDED),
         consumes=(s.INFERENCE, s.KNOWLEDGE),
         requests=(s.KNOWLEDGE_SEARCH,),
-        serves=(INFERENCE_WHAT_IF,),  # a past turn replayed with another configuration
+        # a past turn replayed with another configuration; the weekly plan of a tools job
+        serves=(INFERENCE_WHAT_IF, INFERENCE_WRITE_PLAN),
         buckets=("inference_cache", "inference_spend"),
     ),
     "knowledge": Access(
@@ -132,6 +138,7 @@ SERVICES: dict[str, Access] = {
             s.TOOL_JOB_RUN,
         ),
         consumes=(s.TOOLS, s.CONVERSATION, s.TOOL_JOBS, s.DEAD_LETTERS),
+        requests=(INFERENCE_WRITE_PLAN,),  # the weekly marketing plan, written by a model
     ),
     "analytics": Access(
         consumes=(s.CONVERSATION, s.TOOLS, s.DEAD_LETTERS),

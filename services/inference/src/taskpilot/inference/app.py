@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from taskpilot.embeddings import default_embedder
 from taskpilot.inference import handlers
 from taskpilot.inference.adapters.cache_store import KvCacheStore
+from taskpilot.inference.adapters.llm import ChatModel
 from taskpilot.inference.adapters.spend import KvSpendLedger
 from taskpilot.inference.cascade import Cascade
 from taskpilot.inference.domain.budget import Budget
 from taskpilot.inference.domain.decisions import Thresholds
+from taskpilot.inference.planning import PlanWriter
 from taskpilot.inference.service import CacheSettings, InferenceService
 from taskpilot.inference.settings import InferenceSettings, ModelsConfig
 from taskpilot.inference.spending import Spending
@@ -28,15 +30,15 @@ from taskpilot.tenancy.buckets import Buckets
 log = logging.getLogger(__name__)
 
 
-def build_cascade(config: ModelsConfig) -> Cascade | None:
-    """The LiteLLM cascade when a remote model is configured; None (and no import) otherwise."""
+def build_model(config: ModelsConfig) -> ChatModel | None:
+    """The LiteLLM adapter when a remote model is configured; None (and no import) otherwise."""
     if not config.remote:
         return None
     from taskpilot.inference.adapters.llm import LiteLLMChatModel
 
     model = LiteLLMChatModel(config)
     log.info("models configured for tiers %s", sorted(model.tiers))
-    return Cascade(model, config.max_tokens, config.deadline_s)
+    return model
 
 
 def budget_lookup(
@@ -69,7 +71,8 @@ async def create(settings: InferenceSettings) -> ServiceApp:
         else intents.thresholds,
     )
     models = settings.models_config()
-    cascade = await asyncio.to_thread(build_cascade, models)
+    model = await asyncio.to_thread(build_model, models)
+    cascade = Cascade(model, models.max_tokens, models.deadline_s) if model else None
     replicas = settings.stream_replicas
     store = await KvCacheStore.open(
         res.bus.js, settings.cache_bucket, settings.cache_ttl_s, replicas
@@ -93,7 +96,15 @@ async def create(settings: InferenceSettings) -> ServiceApp:
         spending=spending,
         cascade=cascade,
     )
-    handlers.register(res.bus, service)
+    plans = PlanWriter(
+        model,
+        res.tenants,
+        spending,
+        res.bus.publish,
+        max_tokens=settings.plan_max_tokens,
+        deadline_s=settings.plan_deadline_s,
+    )
+    handlers.register(res.bus, service, plans)
     http = FastAPI(title="TaskPilot inference", version="0.2.0")
     add_ops_routes(http, "inference", res.readiness())
     return ServiceApp(

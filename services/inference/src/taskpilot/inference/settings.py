@@ -110,6 +110,12 @@ class InferenceSettings(CommonSettings):
     rate_wait_s: float = Field(
         default=2.0, description="Longest wait for a tenant's token bucket before handing off"
     )
+    plan_max_tokens: int = Field(default=1200, description="Longest weekly marketing plan")
+    plan_deadline_s: float = Field(
+        default=40.0,
+        description="Longest wait for the plan's model, retries and fallbacks included (keep it "
+        "under the tools service's TASKPILOT_TOOLS_PLAN_TIMEOUT_S)",
+    )
 
     def models_config(self) -> ModelsConfig:
         if self.models_file is not None:

@@ -36,6 +36,17 @@ TOKENS = Counter(
 Publish = Callable[..., Awaitable[bool]]
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What one model call used (tier L2 or L3, the model that answered)."""
+
+    tier: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
 async def _no_budget() -> budgets.Budget | None:
     return None
 
@@ -80,17 +91,27 @@ class Spending:
 
     async def record(self, command: GenerateReply, outcome: Outcome, publish: Publish) -> None:
         """Add the turn's cost to the month; publish the budget events it crossed."""
-        if not outcome.cost_usd and not outcome.prompt_tokens:
-            return
-        tier = outcome.decision.tier
-        SPEND.labels(tier=tier).inc(outcome.cost_usd)
-        TOKENS.labels(tier=tier, model=outcome.model, kind="prompt").inc(outcome.prompt_tokens)
-        TOKENS.labels(tier=tier, model=outcome.model, kind="completion").inc(
-            outcome.completion_tokens
+        usage = Usage(
+            outcome.decision.tier,
+            outcome.model,
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            outcome.cost_usd,
         )
+        await self.charge(command, usage, publish)
+
+    async def charge(self, command: Message, usage: Usage, publish: Publish) -> None:
+        """Add one model call's cost (of a turn, a plan...) to the tenant's month; publish the
+        budget events it crossed, caused by ``command``."""
+        if not usage.cost_usd and not usage.prompt_tokens:
+            return
+        tier, model = usage.tier, usage.model
+        SPEND.labels(tier=tier).inc(usage.cost_usd)
+        TOKENS.labels(tier=tier, model=model, kind="prompt").inc(usage.prompt_tokens)
+        TOKENS.labels(tier=tier, model=model, kind="completion").inc(usage.completion_tokens)
         month = self.month()
-        tokens = outcome.prompt_tokens + outcome.completion_tokens
-        before, after = await self.ledger.add(command.tenant_id, month, outcome.cost_usd, tokens)
+        tokens = usage.prompt_tokens + usage.completion_tokens
+        before, after = await self.ledger.add(command.tenant_id, month, usage.cost_usd, tokens)
         budget = await self.budget_of(command.tenant_id)
         if budget is None:
             return

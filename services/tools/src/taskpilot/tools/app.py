@@ -62,6 +62,7 @@ async def create(settings: ToolsSettings) -> ServiceApp:
         res.bus,
         attempts=settings.job_attempts,
         step_pause_s=settings.job_step_pause_s,
+        plan_timeout_s=settings.plan_timeout_s,
     )
     handlers.register(res.bus, settings, tools, outgoing, jobs)
 

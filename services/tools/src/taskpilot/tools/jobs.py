@@ -4,6 +4,12 @@ Each step's result is checkpointed in ``tools_jobs`` before its ``JobProgressed`
 A worker that dies mid-job leaves its message unacknowledged; after ``ack_wait`` JetStream gives
 it to another (or the restarted) worker, which resumes after the last checkpoint. A finished job
 republishes its ``JobCompleted`` (same id) if delivered again.
+
+The weekly plan: the week's facts are gathered and drafted deterministically, then the
+inference service's model writes the plan from them (request-reply). If inference refuses, is
+not there or does not answer in time, the job still finishes, with the draft labelled
+``written_by: "template"`` and the reason; the model step is checkpointed like the others, so a
+restarted job does not pay for the plan twice.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from pydantic import ValidationError
+
+from taskpilot.contracts.inference import MarketingPlanAnswer
 from taskpilot.contracts.tools import JobCompleted, JobProgressed, RunJob, ToolError
-from taskpilot.runtime.bus import Bus
+from taskpilot.runtime.bus import Bus, RequestError
 from taskpilot.runtime.consumer import current_attempt
 from taskpilot.tools import domain, plan
 from taskpilot.tools.adapters import ConversationHistory
@@ -25,7 +34,7 @@ from taskpilot.tools.repository import ToolsRepository
 log = logging.getLogger(__name__)
 
 WEEKLY_PLAN = "weekly_marketing_plan"
-STEPS = ("collect_conversations", "collect_tool_facts", "compose_plan")
+STEPS = ("collect_conversations", "collect_tool_facts", "compose_plan", "write_plan")
 JOB_KINDS = (WEEKLY_PLAN,)
 
 
@@ -46,6 +55,7 @@ class Jobs:
         *,
         attempts: int = 5,
         step_pause_s: float = 0.0,
+        plan_timeout_s: float = 45.0,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
     ):
         self._repo = repo
@@ -53,6 +63,7 @@ class Jobs:
         self._bus = bus
         self._attempts = attempts
         self._pause = step_pause_s
+        self._plan_timeout_s = plan_timeout_s
         self._today = today
 
     async def start(
@@ -127,7 +138,7 @@ class Jobs:
                 ).model_copy(update={"event_id": domain.event_id(tenant, job_id, step)}),
                 msg_id=f"job:{tenant}:{job_id}:{step}",
             )
-        await self._repo.save_job(tenant, job_id, status="done", result=state["compose_plan"])
+        await self._repo.save_job(tenant, job_id, status="done", result=state["write_plan"])
 
     async def _step(self, step: str, command: RunJob, state: dict[str, Any]) -> dict[str, Any]:
         week = date.fromisoformat(command.parameters["week_start"])
@@ -137,7 +148,21 @@ class Jobs:
             return plan.tally(plan.empty_tally(), events)
         if step == "collect_tool_facts":
             return await self._repo.week_of_tool_facts(command.tenant_id, start, end)
-        return plan.weekly_plan(week, state["collect_conversations"], state["collect_tool_facts"])
+        if step == "compose_plan":
+            conversations, tools = state["collect_conversations"], state["collect_tool_facts"]
+            return plan.weekly_plan(week, conversations, tools)
+        draft = state["compose_plan"]
+        return plan.written(draft, await self._ask_model(command, draft))
+
+    async def _ask_model(self, command: RunJob, draft: dict[str, Any]) -> MarketingPlanAnswer:
+        request = plan.plan_request(draft, command, command.job_id)
+        try:
+            return await self._bus.request(
+                request, MarketingPlanAnswer, timeout=self._plan_timeout_s
+            )
+        except (RequestError, ValidationError) as exc:
+            log.warning("inference did not write the plan of job %s: %s", command.job_id, exc)
+            return MarketingPlanAnswer(refused=f"the inference service did not answer ({exc})")
 
     async def _announce_completion(self, command: RunJob) -> None:
         job = await self._repo.job(command.tenant_id, command.job_id)

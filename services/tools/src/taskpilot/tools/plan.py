@@ -1,9 +1,10 @@
 """The weekly marketing plan's content, from the week's recorded facts only. Pure.
 
-What exists: a deterministic summary of the week (conversation events and the tools' own
-bookings and payments) and a rule-based checklist whose every item names the fact and the rule
-that produced it. What does not exist yet: the model-written plan, which needs the inference
-service's level-2/3 models; the result says so in ``not_done`` rather than pretending.
+A deterministic draft comes first: a summary of the week (conversation events and the tools'
+own bookings and payments) and a rule-based checklist whose every item names the fact and the
+rule that produced it. The inference service's model then writes the plan from those facts;
+when it cannot (no model configured, budget, outage) the draft is the plan, and
+``written_by`` says ``"template"`` with the reason, never a model's name.
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from taskpilot.contracts import Message
+from taskpilot.contracts.inference import MarketingPlanAnswer, WriteMarketingPlan
 
-NOT_DONE = (
-    "A model-written marketing plan is not produced: it needs the inference service's "
-    "level-2/3 models, which do not exist yet. This result is a deterministic summary of the "
-    "week's recorded facts with rule-based suggestions; nothing in it is generated text."
-)
+TEMPLATE = "template"
 HANDOFF_SHARE_RULE = 0.2
 UNANSWERED_RULE = 0.1
 
@@ -98,12 +96,56 @@ def weekly_plan(
     return {
         "kind": "weekly_marketing_plan",
         "week": {"start": start.isoformat(), "end": end.isoformat()},
-        "content": "deterministic_summary",
-        "model_generated": False,
-        "not_done": NOT_DONE,
         "facts": facts,
         "summary": _summary(facts),
         "rule_based_suggestions": _suggestions(facts),
+    }
+
+
+def plan_request(draft: dict[str, Any], cause: Message, job_id: str) -> WriteMarketingPlan:
+    """What the model is given: the draft's facts, caused by the job's command."""
+    return cause.caused(
+        WriteMarketingPlan,
+        job_id=job_id,
+        week_start=draft["week"]["start"],
+        week_end=draft["week"]["end"],
+        facts=draft["facts"],
+        summary=draft["summary"],
+        suggestions=draft["rule_based_suggestions"],
+    )
+
+
+def written(draft: dict[str, Any], answer: MarketingPlanAnswer) -> dict[str, Any]:
+    """The job's result: the model's plan when it wrote one, else the labelled draft."""
+    if answer.text is None or answer.model is None:
+        return templated(draft, answer.refused or "the model returned no plan")
+    return {
+        **draft,
+        "written_by": answer.model,
+        "model_generated": True,
+        "plan": answer.text,
+        "model": {
+            "name": answer.model,
+            "tier": answer.tier,
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "cost_usd": answer.cost_usd,
+        },
+    }
+
+
+def templated(draft: dict[str, Any], reason: str) -> dict[str, Any]:
+    lines = [
+        *draft["summary"],
+        *(f"- {s['suggestion']} ({s['because']})" for s in draft["rule_based_suggestions"]),
+    ]
+    return {
+        **draft,
+        "written_by": TEMPLATE,
+        "model_generated": False,
+        "plan": "\n".join(lines),
+        "template_reason": f"No model wrote this plan: {reason}. It is the deterministic "
+        "summary of the week's recorded facts with rule-based suggestions.",
     }
 
 

@@ -41,3 +41,8 @@ class ToolsSettings(GuardedSettings):
     job_step_pause_s: float = Field(
         default=0.0, description="Pause between job steps (demos and restart tests only)"
     )
+    plan_timeout_s: float = Field(
+        default=45.0,
+        description="Longest wait for the inference service's model to write the weekly plan "
+        "(then the job finishes with its template draft)",
+    )
