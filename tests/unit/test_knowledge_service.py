@@ -4,7 +4,7 @@ refusals. Real PostgreSQL, NATS and stores are in tests/integration/knowledge.""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +29,7 @@ from taskpilot.knowledge.domain import (
     UnsupportedDocumentError,
     VectorPoint,
 )
+from taskpilot.knowledge.job_repository import JobWork
 from taskpilot.knowledge.service import KnowledgeService, Retriever
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -104,13 +105,50 @@ class FakeStore:
 
 
 @dataclass
+class FakeJobs:
+    """Jobs held in memory; one process, so every claim is this process's."""
+
+    bump: Callable[[str], int]
+    documents: dict[str, Document] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    chunks: dict[str, list[Chunk]] = field(default_factory=dict)
+    vectors: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+
+    async def create(
+        self, document: Document, job: Job, chunks: Sequence[Chunk], worker: str, lease_s: float
+    ) -> None:
+        self.documents[document.id], self.jobs[job.id] = document, job
+        self.chunks[job.id], self.vectors[job.id] = list(chunks), {}
+
+    async def load(
+        self, tenant_id: str, job_id: str, worker: str, *, resumed: bool = False
+    ) -> JobWork:
+        job, document = self.jobs[job_id], self.documents[self.jobs[job_id].document_id]
+        return JobWork(job, document.title, document.source, self.chunks[job_id], {})
+
+    async def save_progress(
+        self, job: Job, worker: str, vectors: Sequence[tuple[int, Sequence[float]]]
+    ) -> None:
+        self.jobs[job.id] = job
+        self.vectors[job.id] |= {p: list(v) for p, v in vectors}
+
+    async def finish(self, job: Job, worker: str) -> int:
+        self.jobs[job.id] = job.model_copy(update={"status": "done"})
+        return self.bump(job.tenant_id)
+
+    async def fail(self, job: Job, error: str) -> None:
+        self.jobs[job.id] = job.model_copy(update={"status": "failed", "error": error})
+
+
+@dataclass
 class FakeRepository:
     version_of: dict[str, int] = field(default_factory=dict)
     faqs: dict[str, Faq] = field(default_factory=dict)
-    documents: dict[str, Document] = field(default_factory=dict)
-    jobs: dict[str, Job] = field(default_factory=dict)
     memories: list[MemoryTurn] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.jobs = FakeJobs(self._bump)
 
     def _bump(self, tenant_id: str) -> int:
         self.version_of[tenant_id] = self.version_of.get(tenant_id, 0) + 1
@@ -121,19 +159,6 @@ class FakeRepository:
         faq = Faq(id=f"f{len(self.faqs)}", tenant_id=tenant_id, question=question, answer=answer)
         self.faqs[faq.id] = faq
         return faq, self._bump(tenant_id)
-
-    async def create_document(self, document: Document, job: Job) -> None:
-        self.documents[document.id], self.jobs[job.id] = document, job
-
-    async def update_job(self, job: Job) -> None:
-        self.jobs[job.id] = job
-
-    async def finish_document(self, job: Job, chunks: Sequence[Chunk]) -> int:
-        self.jobs[job.id] = job.model_copy(update={"status": "done"})
-        return self._bump(job.tenant_id)
-
-    async def fail_document(self, job: Job, error: str) -> None:
-        self.jobs[job.id] = job.model_copy(update={"status": "failed", "error": error})
 
     async def version(self, tenant_id: str) -> int:
         return self.version_of.get(tenant_id, 0)
@@ -201,7 +226,7 @@ async def test_a_document_is_announced_only_once_fully_indexed(
     )
     assert job.total == 2 and bus.published == []
     await service.wait_for_jobs()
-    assert repo.jobs[job.id].status == "done"
+    assert repo.jobs.jobs[job.id].status == "done"
     assert store.log == ["upsert 2"] and repo.log[-2:] == ["commit v1", "publish KnowledgeUpdated"]
 
 
@@ -212,7 +237,8 @@ async def test_a_failing_index_leaves_no_points_and_no_new_version(
     store.fail_upserts = True
     job = await service.start_upload("acme", DocumentIn(filename="a.txt", data=b"some text"))
     await service.wait_for_jobs()
-    assert repo.jobs[job.id].status == "failed" and "store down" in str(repo.jobs[job.id].error)
+    failed = repo.jobs.jobs[job.id]
+    assert failed.status == "failed" and "store down" in str(failed.error)
     assert store.log == [f"delete {job.document_id}"] and store.points == {}
     assert bus.published == [] and repo.version_of == {}
 
@@ -225,7 +251,7 @@ async def test_bad_uploads_are_refused_before_anything_is_stored(
         await service.start_upload("acme", DocumentIn(filename="a.txt", data=b"x" * 1001))
     with pytest.raises(UnsupportedDocumentError):
         await service.start_upload("acme", DocumentIn(filename="a.xlsx", data=b"PK"))
-    assert repo.documents == {} and store.points == {}
+    assert repo.jobs.documents == {} and store.points == {}
 
 
 async def test_a_query_vector_of_another_model_is_refused(

@@ -54,6 +54,9 @@ async def create(settings: KnowledgeSettings) -> ServiceApp:
         max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
         max_chunks=settings.max_chunks,
         limits=settings.chunk_limits(),
+        job_lease_s=settings.job_lease_s,
+        job_sweep_s=settings.job_sweep_s,
+        embed_batch=settings.embed_batch,
     )
     handlers.register(res.bus, service)
     guard = Guard(await verifier_for(settings, res.pool))
@@ -72,6 +75,11 @@ async def create(settings: KnowledgeSettings) -> ServiceApp:
         http,
         settings.http_host,
         settings.http_port,
-        background=[reindex_stale_tenants] if settings.reindex_on_start else [],
-        on_stop=[service.wait_for_jobs, store.close, res.close],
+        background=[
+            service.indexing.run_forever,
+            *([reindex_stale_tenants] if settings.reindex_on_start else []),
+        ],
+        # Running jobs stop with their progress saved and their claims released: another
+        # replica (or this one, restarted) resumes them.
+        on_stop=[service.indexing.stop, store.close, res.close],
     )

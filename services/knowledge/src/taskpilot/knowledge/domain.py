@@ -327,6 +327,8 @@ class Job(BaseModel):
     done: int = 0
     total: int = 0
     error: str | None = None
+    attempts: int = 0
+    """Runs of the job: 1, plus one each time a process resumed it after another stopped."""
 
     @property
     def finished(self) -> bool:

@@ -6,7 +6,6 @@ security); the text of every indexed item lives here, so the vector index can be
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +14,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from taskpilot.knowledge.chunking import Chunk
-from taskpilot.knowledge.domain import Document, Faq, Job, MemoryTurn
+from taskpilot.knowledge.domain import Document, Faq, MemoryTurn
+from taskpilot.knowledge.job_repository import JobRepository
 from taskpilot.tenancy import tenant_transaction
 from taskpilot.tenancy.rls import APP_ROLE, ensure_app_role_sql, tenant_table_sql
 
@@ -25,6 +25,7 @@ TENANT_TABLES = (
     "knowledge_documents",
     "knowledge_chunks",
     "knowledge_jobs",
+    "knowledge_job_vectors",
     "knowledge_memories",
 )
 
@@ -77,6 +78,26 @@ CREATE TABLE IF NOT EXISTS knowledge_jobs (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, id)
 );
+ALTER TABLE knowledge_jobs ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0;
+-- A running job's embedded chunks (its progress), dropped when the job ends.
+CREATE TABLE IF NOT EXISTS knowledge_job_vectors (
+    tenant_id        text NOT NULL,
+    document_id      text NOT NULL,
+    position         integer NOT NULL,
+    embedding_model  text NOT NULL,
+    vector           bytea NOT NULL,
+    PRIMARY KEY (tenant_id, document_id, position)
+);
+-- Who runs each unfinished job, until when (job_repository.py). Ids only, no tenant content,
+-- so no row-level security: a replica's sweep must see every tenant's abandoned jobs.
+CREATE TABLE IF NOT EXISTS knowledge_job_claims (
+    job_id       text PRIMARY KEY,
+    tenant_id    text NOT NULL,
+    worker       text NOT NULL,
+    lease_until  timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS knowledge_job_claims_lease ON knowledge_job_claims (lease_until);
 CREATE TABLE IF NOT EXISTS knowledge_memories (
     tenant_id   text NOT NULL,
     lead_id     text NOT NULL,
@@ -95,6 +116,7 @@ CREATE TABLE IF NOT EXISTS knowledge_index_models (
 """
     + "".join(tenant_table_sql(t) for t in TENANT_TABLES)
     + f"GRANT SELECT, INSERT, UPDATE ON knowledge_index_models TO {APP_ROLE};\n"
+    + f"GRANT SELECT, INSERT, UPDATE, DELETE ON knowledge_job_claims TO {APP_ROLE};\n"
 )
 
 
@@ -113,6 +135,7 @@ class KnowledgeRepository:
     def __init__(self, pool: AsyncConnectionPool, embedding_model: str):
         self._pool = pool
         self._model = embedding_model
+        self.jobs = JobRepository(pool, embedding_model, self._changed)
 
     # -- FAQs -----------------------------------------------------------------------------
     async def add_faq(self, tenant_id: str, question: str, answer: str) -> tuple[Faq, int]:
@@ -154,85 +177,7 @@ class KnowledgeRepository:
             )
             return [Faq.model_validate(row) for row in await cur.fetchall()]
 
-    # -- documents and jobs -----------------------------------------------------------------
-    async def create_document(self, document: Document, job: Job) -> None:
-        async with tenant_transaction(self._pool, document.tenant_id) as conn:
-            await conn.execute(
-                """INSERT INTO knowledge_documents
-                   (tenant_id, id, title, source, filename, media_type, status, chunks)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                (
-                    document.tenant_id,
-                    document.id,
-                    document.title,
-                    document.source,
-                    document.filename,
-                    document.media_type,
-                    document.status,
-                    document.chunks,
-                ),
-            )
-            await conn.execute(
-                """INSERT INTO knowledge_jobs (tenant_id, id, document_id, status, done, total)
-                   VALUES (%s, %s, %s, %s, %s, %s)""",
-                (job.tenant_id, job.id, job.document_id, job.status, job.done, job.total),
-            )
-
-    async def update_job(self, job: Job) -> None:
-        async with tenant_transaction(self._pool, job.tenant_id) as conn:
-            await conn.execute(
-                """UPDATE knowledge_jobs SET status = %s, done = %s, total = %s, error = %s,
-                   updated_at = now() WHERE id = %s""",
-                (job.status, job.done, job.total, job.error, job.id),
-            )
-
-    async def finish_document(self, job: Job, chunks: Sequence[Chunk]) -> int:
-        """Chunks saved, document indexed, job done, version bumped: all or nothing."""
-        async with tenant_transaction(self._pool, job.tenant_id) as conn:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    """INSERT INTO knowledge_chunks
-                       (tenant_id, document_id, position, heading, text)
-                       VALUES (%s, %s, %s, %s, %s)""",
-                    [
-                        (job.tenant_id, job.document_id, c.position, c.heading, c.text)
-                        for c in chunks
-                    ],
-                )
-            await conn.execute(
-                "UPDATE knowledge_documents SET status = 'indexed', chunks = %s WHERE id = %s",
-                (len(chunks), job.document_id),
-            )
-            await conn.execute(
-                """UPDATE knowledge_jobs SET status = 'done', done = %s, total = %s,
-                   updated_at = now() WHERE id = %s""",
-                (len(chunks), len(chunks), job.id),
-            )
-            return await self._changed(conn, job.tenant_id)
-
-    async def fail_document(self, job: Job, error: str) -> None:
-        async with tenant_transaction(self._pool, job.tenant_id) as conn:
-            await conn.execute(
-                "UPDATE knowledge_documents SET status = 'failed', error = %s WHERE id = %s",
-                (error, job.document_id),
-            )
-            await conn.execute(
-                """UPDATE knowledge_jobs SET status = 'failed', error = %s, updated_at = now()
-                   WHERE id = %s""",
-                (error, job.id),
-            )
-
-    async def get_job(self, tenant_id: str, job_id: str) -> Job | None:
-        async with tenant_transaction(self._pool, tenant_id) as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                """SELECT tenant_id, id, document_id, status, done, total, error
-                   FROM knowledge_jobs WHERE id = %s""",
-                (job_id,),
-            )
-            row = await cur.fetchone()
-        return Job.model_validate(row) if row else None
-
+    # -- documents (their indexing jobs: job_repository.py) ------------------------------------
     async def get_document(self, tenant_id: str, document_id: str) -> Document | None:
         documents = await self._documents(tenant_id, document_id)
         return documents[0] if documents else None
@@ -261,7 +206,7 @@ class KnowledgeRepository:
             await conn.execute(
                 "DELETE FROM knowledge_chunks WHERE document_id = %s", (document_id,)
             )
-            await conn.execute("DELETE FROM knowledge_jobs WHERE document_id = %s", (document_id,))
+            await JobRepository.delete_document_jobs(conn, document_id)
             return await self._changed(conn, tenant_id)
 
     async def indexed_chunks(self, tenant_id: str) -> list[StoredChunk]:

@@ -24,7 +24,7 @@ from taskpilot.contracts.knowledge import (
 )
 from taskpilot.embeddings import Embedder
 from taskpilot.knowledge.adapters import VectorStore
-from taskpilot.knowledge.chunking import Chunk, ChunkLimits, chunk
+from taskpilot.knowledge.chunking import ChunkLimits, chunk
 from taskpilot.knowledge.documents import extract, media_type
 from taskpilot.knowledge.domain import (
     Candidate,
@@ -47,11 +47,10 @@ from taskpilot.knowledge.domain import (
     point_id,
     query_keywords,
 )
+from taskpilot.knowledge.indexing import EMBED_BATCH, Indexer
 from taskpilot.knowledge.repository import KnowledgeRepository, StoredChunk
 
 log = logging.getLogger(__name__)
-
-EMBED_BATCH = 32
 
 
 class FaqNotFoundError(LookupError):
@@ -87,9 +86,19 @@ class Retriever:
             for f, vector in zip(faqs, vectors, strict=True)
         ]
 
-    def chunk_points(self, tenant_id: str, chunks: Sequence[StoredChunk]) -> list[VectorPoint]:
+    def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[float(x) for x in v] for v in self.embedder.embed_passages(texts)]
+
+    def chunk_points(
+        self,
+        tenant_id: str,
+        chunks: Sequence[StoredChunk],
+        vectors: Sequence[Sequence[float]] | None = None,
+    ) -> list[VectorPoint]:
+        """The chunks' points, embedded now unless their ``vectors`` are given."""
         texts = [c.chunk.titled(c.title) for c in chunks]
-        vectors = self.embedder.embed_passages(texts)
+        if vectors is None:
+            vectors = self.embed_passages(texts)
         return [
             self._point(
                 tenant_id,
@@ -183,6 +192,9 @@ class KnowledgeService:
         max_upload_bytes: int = 10 * 1024 * 1024,
         max_chunks: int = 5000,
         limits: ChunkLimits | None = None,
+        job_lease_s: float = 30.0,
+        job_sweep_s: float = 10.0,
+        embed_batch: int = EMBED_BATCH,
     ):
         self._repo = repo
         self._retriever = retriever
@@ -191,7 +203,14 @@ class KnowledgeService:
         self.max_upload_bytes = max_upload_bytes
         self._max_chunks = max_chunks
         self._limits = limits or ChunkLimits()
-        self._jobs: set[asyncio.Task[None]] = set()
+        self.indexing = Indexer(
+            repo.jobs,
+            retriever,
+            self._announce,
+            lease_s=job_lease_s,
+            sweep_s=job_sweep_s,
+            batch=embed_batch,
+        )
 
     @property
     def embedding_model(self) -> str:
@@ -270,49 +289,17 @@ class KnowledgeService:
             document_id=document.id,
             status="queued",
             total=len(chunks),
+            attempts=1,
         )
-        await self._repo.create_document(document, job)
-        task = asyncio.create_task(self._index_document(job, document, chunks))
-        self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
+        await self.indexing.start(document, job, chunks)
         return job
 
-    async def _index_document(self, job: Job, document: Document, chunks: list[Chunk]) -> None:
-        stored = [StoredChunk(document.id, document.title, document.source, c) for c in chunks]
-        try:
-            points: list[VectorPoint] = []
-            for start in range(0, len(stored), EMBED_BATCH):
-                batch = stored[start : start + EMBED_BATCH]
-                points += await asyncio.to_thread(
-                    self._retriever.chunk_points, job.tenant_id, batch
-                )
-                job = job.model_copy(update={"status": "embedding", "done": len(points)})
-                await self._repo.update_job(job)
-            await self._repo.update_job(job.model_copy(update={"status": "indexing"}))
-            await self._store.upsert(points)
-            version = await self._repo.finish_document(job, chunks)
-        except Exception as exc:  # the job records why; nothing of the document stays indexed
-            log.exception("indexing document %s failed", document.id)
-            await self._undo_document(job, f"{type(exc).__name__}: {exc}")
-            return
-        await self._announce(job.tenant_id, version, "document_indexed", document.id)
-
-    async def _undo_document(self, job: Job, error: str) -> None:
-        try:
-            await self._store.delete_matching(job.tenant_id, document_id=job.document_id)
-        except Exception:
-            # The document row still says "failed" below, so deleting it (which deletes its
-            # points again) clears what is left; the dashboard shows the failed document.
-            log.exception("could not remove the points of document %s", job.document_id)
-        await self._repo.fail_document(job, error)
-
     async def wait_for_jobs(self) -> None:
-        """Let running indexing jobs finish (shutdown, tests)."""
-        while self._jobs:
-            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+        """Let running indexing jobs finish (tests, tools)."""
+        await self.indexing.wait()
 
     async def job(self, tenant_id: str, job_id: str) -> Job:
-        job = await self._repo.get_job(tenant_id, job_id)
+        job = await self._repo.jobs.get(tenant_id, job_id)
         if job is None:
             raise JobNotFoundError(job_id)
         return job

@@ -31,6 +31,13 @@ class KnowledgeSettings(GuardedSettings):
     faq_offset: float = HybridPolicy.faq_offset
     min_score: float = HybridPolicy.min_score
     candidates: int = HybridPolicy.candidates
+    embed_batch: int = Field(default=32, ge=1, le=512)
+    """Chunks embedded per batch; each batch's vectors and the job's progress commit together."""
+    job_lease_s: float = Field(default=30.0, gt=0)
+    """How long an indexing job's claim lasts without a heartbeat (renewed every third of it):
+    a replica resumes the job of a dead one this long after its last heartbeat."""
+    job_sweep_s: float = Field(default=10.0, gt=0)
+    """How often a replica looks for indexing jobs whose claim ran out (and once at start)."""
     reindex_on_start: bool = True
     """Re-embed tenants whose points came from another embedding model."""
 
