@@ -50,9 +50,20 @@ async def everything(
     apps = await build_apps(sandbox_port=ports["sandbox"])
     stop = asyncio.Event()
     running = asyncio.create_task(serve(apps, stop))
+    urls = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
     try:
         await seed_demo(apps)
-        yield exporter, {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
+        async with httpx.AsyncClient(timeout=5) as client:
+            # "listening" is logged before uvicorn has bound: wait until every service answers.
+            async def ready() -> bool:
+                try:
+                    answers = [await client.get(f"{urls[n]}/readyz") for n in SERVICES]
+                except httpx.HTTPError:
+                    return False
+                return all(a.status_code == 200 for a in answers)
+
+            await eventually(ready, timeout=60, what="every service ready")
+        yield exporter, urls
     finally:
         stop.set()
         await running

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -122,6 +123,11 @@ class Lease:
                 self._expires_at = expires
             except KeyWrongLastSequenceError:
                 log.warning("lease %s was taken over; this process stops pulling", self.name)
+                self._revision = None
+            except ConnectionClosedError:
+                # Our connection was closed for good (a stop that skipped release): nobody
+                # will renew through it again, and the lease lapses at its expiry.
+                log.info("lease %s: connection closed; renewals end", self.name)
                 self._revision = None
             except Exception as exc:  # keep trying until our own expiry
                 log.info("lease %s renewal failed: %r", self.name, exc)
