@@ -136,7 +136,7 @@ class FakeJobs:
         self.jobs[job.id] = job.model_copy(update={"status": "done"})
         return self.bump(job.tenant_id)
 
-    async def fail(self, job: Job, error: str) -> None:
+    async def fail(self, job: Job, worker: str, error: str) -> None:
         self.jobs[job.id] = job.model_copy(update={"status": "failed", "error": error})
 
 

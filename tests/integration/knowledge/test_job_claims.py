@@ -23,12 +23,17 @@ CHUNKS = [Chunk(0, "Hours", "We open at nine."), Chunk(1, "Prices", "A cut is 35
 
 
 @pytest.fixture
-async def jobs(fresh_database_url: str) -> AsyncIterator[JobRepository]:
+async def repo(fresh_database_url: str) -> AsyncIterator[KnowledgeRepository]:
     """A database of its own: no other test's abandoned job can be swept here."""
     pool: AsyncConnectionPool = await open_pool(fresh_database_url, max_size=4)
     await migrate(pool, "taskpilot.knowledge", SCHEMA)
-    yield KnowledgeRepository(pool, "test/model").jobs
+    yield KnowledgeRepository(pool, "test/model")
     await pool.close()
+
+
+@pytest.fixture
+def jobs(repo: KnowledgeRepository) -> JobRepository:
+    return repo.jobs
 
 
 async def new_job(jobs: JobRepository, worker: str, lease_s: float) -> Job:
@@ -83,6 +88,8 @@ async def test_an_expired_claim_goes_to_exactly_one_sweeper_who_continues_the_wo
         await jobs.save_progress(job.model_copy(update={"done": 2}), "a", [(1, [1.0, 0.0])])
     with pytest.raises(ClaimLostError):
         await jobs.finish(job, "a")
+    with pytest.raises(ClaimLostError):
+        await jobs.fail(job, "a", "the old holder's error")
     assert await jobs.renew("a", [job.id], lease_s=60) == set()
     assert await jobs.renew(winner, [job.id], lease_s=60) == {job.id}
 
@@ -97,3 +104,12 @@ async def test_a_released_claim_is_resumed_at_once(jobs: JobRepository) -> None:
     job = await new_job(jobs, "a", lease_s=60)
     await jobs.release("a", [job.id])
     assert await jobs.claim_next("b", lease_s=60) == (job.tenant_id, job.id)
+
+
+async def test_deleting_the_document_ends_its_job(repo: KnowledgeRepository) -> None:
+    job = await new_job(repo.jobs, "a", lease_s=-1)
+    assert await repo.delete_document(job.tenant_id, job.document_id) == 1
+    with pytest.raises(ClaimLostError):
+        await repo.jobs.save_progress(job, "a", [(0, [0.5, 0.25])])
+    assert await repo.jobs.claim_next("b", lease_s=60) is None
+    assert await repo.jobs.get(job.tenant_id, job.id) is None

@@ -55,6 +55,8 @@ class Indexer:
         self.batch = batch
         self.worker = worker or owner_id("knowledge")
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._settling: set[str] = set()
+        """Jobs finishing or failing: their claim goes with that commit, which is no loss."""
 
     @property
     def _store(self) -> VectorStore:
@@ -68,8 +70,12 @@ class Indexer:
     def _spawn(self, tenant_id: str, job_id: str, *, resumed: bool = False) -> asyncio.Task[None]:
         task = asyncio.create_task(self._run(tenant_id, job_id, resumed), name=f"index-{job_id}")
         self._running[job_id] = task
-        task.add_done_callback(lambda _: self._running.pop(job_id, None))
+        task.add_done_callback(lambda _: self._forget(job_id))
         return task
+
+    def _forget(self, job_id: str) -> None:
+        self._running.pop(job_id, None)
+        self._settling.discard(job_id)
 
     async def _run(self, tenant_id: str, job_id: str, resumed: bool) -> None:
         try:
@@ -96,10 +102,14 @@ class Indexer:
             job = job.model_copy(update={"status": "indexing"})
             await self._jobs.save_progress(job, self.worker, [])
             stored = [StoredChunk(job.document_id, work.title, work.source, c) for c in work.chunks]
-            points = self._retriever.chunk_points(
-                job.tenant_id, stored, [vectors[c.position] for c in work.chunks]
+            points = await asyncio.to_thread(
+                self._retriever.chunk_points,
+                job.tenant_id,
+                stored,
+                [vectors[c.position] for c in work.chunks],
             )
             await self._store.upsert(points)
+            self._settling.add(job.id)
             version = await self._jobs.finish(job, self.worker)
         except ClaimLostError:
             if await self._jobs.get(job.tenant_id, job.id) is None:
@@ -113,7 +123,8 @@ class Indexer:
         await self._announce(job.tenant_id, version, "document_indexed", job.document_id)
 
     async def _undo(self, job: Job, error: str) -> None:
-        await self._jobs.fail(job, error)
+        self._settling.add(job.id)
+        await self._jobs.fail(job, self.worker, error)  # ClaimLostError: the points are not ours
         try:
             await self._store.delete_matching(job.tenant_id, document_id=job.document_id)
         except Exception:
@@ -137,7 +148,7 @@ class Indexer:
         running = dict(self._running)
         held = await self._jobs.renew(self.worker, list(running), self.lease_s)
         for job_id, task in running.items():
-            if job_id not in held and not task.done():
+            if job_id not in held and job_id not in self._settling and not task.done():
                 log.warning("lost the claim of indexing job %s; stopping it", job_id)
                 task.cancel()
 

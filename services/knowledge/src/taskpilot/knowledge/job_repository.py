@@ -160,7 +160,8 @@ class JobRepository:
                 (int(resumed), job_id),
             )
             row = await cur.fetchone()
-            if row is None:
+            if row is None:  # finished or deleted meanwhile: nothing left to claim
+                await conn.execute("DELETE FROM knowledge_job_claims WHERE job_id = %s", (job_id,))
                 return None
             job = Job.model_validate(row)
             cur2 = await conn.execute(
@@ -224,8 +225,10 @@ class JobRepository:
             await _forget(conn, job)
             return await self._changed(conn, job.tenant_id)
 
-    async def fail(self, job: Job, error: str) -> None:
+    async def fail(self, job: Job, worker: str, error: str) -> None:
+        """Document and job failed, working state dropped: only by the claim's holder."""
         async with tenant_transaction(self._pool, job.tenant_id) as conn:
+            await _hold(conn, job.id, worker)
             await conn.execute(
                 "UPDATE knowledge_documents SET status = 'failed', error = %s WHERE id = %s",
                 (error, job.document_id),
