@@ -28,6 +28,8 @@ from taskpilot.knowledge.domain import (
     StoreQuery,
     UnsupportedDocumentError,
     VectorPoint,
+    chunk_item_id,
+    point_id,
 )
 from taskpilot.knowledge.job_repository import JobWork
 from taskpilot.knowledge.service import KnowledgeService, Retriever
@@ -113,6 +115,7 @@ class FakeJobs:
     jobs: dict[str, Job] = field(default_factory=dict)
     chunks: dict[str, list[Chunk]] = field(default_factory=dict)
     vectors: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+    abandoned: list[tuple[str, str]] = field(default_factory=list)
 
     async def create(
         self, document: Document, job: Job, chunks: Sequence[Chunk], worker: str, lease_s: float
@@ -124,7 +127,11 @@ class FakeJobs:
         self, tenant_id: str, job_id: str, worker: str, *, resumed: bool = False
     ) -> JobWork:
         job, document = self.jobs[job_id], self.documents[self.jobs[job_id].document_id]
-        return JobWork(job, document.title, document.source, self.chunks[job_id], {})
+        saved = dict(self.vectors[job_id])
+        return JobWork(job, document.title, document.source, self.chunks[job_id], saved)
+
+    async def claim_next(self, worker: str, lease_s: float) -> tuple[str, str] | None:
+        return self.abandoned.pop(0) if self.abandoned else None
 
     async def save_progress(
         self, job: Job, worker: str, vectors: Sequence[tuple[int, Sequence[float]]]
@@ -241,6 +248,52 @@ async def test_a_failing_index_leaves_no_points_and_no_new_version(
     assert failed.status == "failed" and "store down" in str(failed.error)
     assert store.log == [f"delete {job.document_id}"] and store.points == {}
     assert bus.published == [] and repo.version_of == {}
+
+
+class CountingEmbedder(WordEmbedder):
+    def __init__(self) -> None:
+        self.passages: list[str] = []
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.passages += texts
+        return self._encode(texts)
+
+
+async def test_a_resumed_job_embeds_only_the_chunks_left(
+    parts: tuple[KnowledgeService, FakeRepository, FakeStore, FakeBus],
+) -> None:
+    _, repo, store, bus = parts
+    embedder = CountingEmbedder()
+    service = KnowledgeService(
+        repo,  # type: ignore[arg-type]
+        Retriever(store, embedder, HybridPolicy(min_score=-1)),
+        bus,
+    )
+    chunks = [Chunk(0, "Hours", "We open at nine."), Chunk(1, "Prices", "A cut is 35 euros.")]
+    document = Document(
+        id="d1",
+        tenant_id="acme",
+        title="Salon",
+        source="salon.md",
+        filename="salon.md",
+        media_type="text/markdown",
+        status="indexing",
+        chunks=2,
+    )
+    job = Job(id="j1", tenant_id="acme", document_id="d1", status="embedding", done=1, total=2)
+    # A process died after saving the first chunk's vector.
+    await repo.jobs.create(document, job, chunks, "dead", 30.0)
+    [saved] = embedder.embed_passages([chunks[0].titled("Salon")])
+    repo.jobs.vectors["j1"] = {0: [float(x) for x in saved]}
+    repo.jobs.abandoned.append(("acme", "j1"))
+    embedder.passages.clear()
+
+    assert await service.indexing.resume_abandoned() == 1
+    assert embedder.passages == [chunks[1].titled("Salon")]
+    assert repo.jobs.jobs["j1"].status == "done"
+    assert set(store.points) == {point_id("acme", "chunk", chunk_item_id("d1", n)) for n in (0, 1)}
+    [event] = bus.published
+    assert isinstance(event, KnowledgeUpdated) and event.change == "document_indexed"
 
 
 async def test_bad_uploads_are_refused_before_anything_is_stored(
