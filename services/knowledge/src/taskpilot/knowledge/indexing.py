@@ -139,7 +139,9 @@ class Indexer:
         while claimed := await self._jobs.claim_next(self.worker, self.lease_s):
             tenant_id, job_id = claimed
             log.info("resuming indexing job %s of %s", job_id, tenant_id)
-            await self._spawn(tenant_id, job_id, resumed=True)
+            # Shielded: stopping the sweep must not cancel the job behind stop()'s back, which
+            # cancels it and ends its lease at once.
+            await asyncio.shield(self._spawn(tenant_id, job_id, resumed=True))
             resumed += 1
         return resumed
 
