@@ -58,7 +58,7 @@ async def create(settings: KnowledgeSettings) -> ServiceApp:
         job_sweep_s=settings.job_sweep_s,
         embed_batch=settings.embed_batch,
     )
-    handlers.register(res.bus, service)
+    handlers.register(res.bus, service, search_workers=settings.search_workers)
     guard = Guard(await verifier_for(settings, res.pool))
     http = FastAPI(title="TaskPilot knowledge", version="0.2.0")
     add_auth_errors(http)

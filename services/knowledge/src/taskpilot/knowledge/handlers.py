@@ -73,7 +73,7 @@ def _responder(
     return respond
 
 
-def register(bus: Bus, service: KnowledgeService) -> None:
+def register(bus: Bus, service: KnowledgeService, search_workers: int = 8) -> None:
     async def when_search_requested(request: SearchKnowledge) -> BaseModel:
         return await service.search(request)
 
@@ -98,29 +98,34 @@ def register(bus: Bus, service: KnowledgeService) -> None:
         erased = await service.erase_lead(request.tenant_id, request.lead, request.before)
         return MemoryResult(erased=erased)
 
+    # Reads are answered concurrently (a turn waits on its search); writes one at a time.
     routes = [
         (
             subjects.KNOWLEDGE_SEARCH,
             "knowledge-search",
             _responder(SearchKnowledge, _search_error, when_search_requested),
+            search_workers,
         ),
         (
             KNOWLEDGE_MEMORY_REMEMBER,
             "knowledge-memory-remember",
             _responder(RememberTurn, _memory_error, when_remember_requested),
+            1,
         ),
         (
             KNOWLEDGE_MEMORY_RECALL,
             "knowledge-memory-recall",
             _responder(RecallMemory, _memory_error, when_recall_requested),
+            search_workers,
         ),
         (
             KNOWLEDGE_MEMORY_ERASE,
             "knowledge-memory-erase",
             _responder(EraseLeadMemory, _memory_error, when_erase_requested),
+            1,
         ),
     ]
-    for channel, queue, respond in routes:
-        bus.broker.subscriber(channel.wildcard(), queue=queue, title=queue, decoder=raw_body)(
-            respond
-        )
+    for channel, queue, respond, workers in routes:
+        bus.broker.subscriber(
+            channel.wildcard(), queue=queue, title=queue, decoder=raw_body, max_workers=workers
+        )(respond)

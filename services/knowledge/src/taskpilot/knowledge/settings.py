@@ -38,6 +38,9 @@ class KnowledgeSettings(GuardedSettings):
     a replica resumes the job of a dead one this long after its last heartbeat."""
     job_sweep_s: float = Field(default=10.0, gt=0)
     """How often a replica looks for indexing jobs whose claim ran out (and once at start)."""
+    search_workers: int = Field(default=8, ge=1, le=64)
+    """Searches and memory recalls answered at once (they are reads; each waits on the store
+    and PostgreSQL, so one at a time made every turn queue behind the others')."""
     reindex_on_start: bool = True
     """Re-embed tenants whose points came from another embedding model."""
 
