@@ -72,7 +72,12 @@ async def test_one_message_moves_the_counters_of_every_hop(system: System) -> No
             done = consumed(now["conversation"], "conversation-sent") > consumed(
                 before["conversation"], "conversation-sent"
             )
-            return now if done else None
+            # ...and the sender has counted its send (the stand-in records the message before
+            # the sender reads Meta's answer; an earlier test's reply may be the ack above)
+            counted = total(now["ingest"], "taskpilot_ingest_sends_total", outcome="sent") > total(
+                before["ingest"], "taskpilot_ingest_sends_total", outcome="sent"
+            )
+            return now if done and counted else None
 
         after = await eventually(after_all, timeout=20, what="counters settled")
         inference_text = (await client.get(f"{system.url('inference')}/metrics")).text
