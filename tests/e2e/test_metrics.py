@@ -68,16 +68,22 @@ async def test_one_message_moves_the_counters_of_every_hop(system: System) -> No
 
         async def after_all() -> dict[str, Samples] | None:
             now = {n: await scrape(client, system.url(n)) for n in SERVICES}
-            # the sender's WhatsAppMessageSent reaches conversation last: wait for that ack
-            done = consumed(now["conversation"], "conversation-sent") > consumed(
-                before["conversation"], "conversation-sent"
+
+            def moved(service: str, consumer: str) -> bool:
+                return consumed(now[service], consumer) > consumed(before[service], consumer)
+
+            # Every hop counts after its own work (an ack is counted after the handler, the
+            # send after Meta's answer): wait until each has, then check the exact figures.
+            sends = "taskpilot_ingest_sends_total"
+            done = (
+                moved("conversation", "conversation-sent")
+                and moved("ingest", "ingest-sender")
+                and moved("conversation", "conversation-inbound")
+                and moved("inference", "inference-generate")
+                and total(now["ingest"], sends, outcome="sent")
+                > total(before["ingest"], sends, outcome="sent")
             )
-            # ...and the sender has counted its send (the stand-in records the message before
-            # the sender reads Meta's answer; an earlier test's reply may be the ack above)
-            counted = total(now["ingest"], "taskpilot_ingest_sends_total", outcome="sent") > total(
-                before["ingest"], "taskpilot_ingest_sends_total", outcome="sent"
-            )
-            return now if done and counted else None
+            return now if done else None
 
         after = await eventually(after_all, timeout=20, what="counters settled")
         inference_text = (await client.get(f"{system.url('inference')}/metrics")).text
