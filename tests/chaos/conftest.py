@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from taskpilot.runtime.testing import eventually
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from load_system import (
@@ -150,11 +152,10 @@ class Load:
         return sum(1 for p in self.posted if p.lead in self.sends.by_lead)
 
     async def until_answered(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.answered() < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"only {self.answered()} of {count} answered in {timeout}s")
-            await asyncio.sleep(0.5)
+        async def enough() -> bool:
+            return self.answered() >= count
+
+        await eventually(enough, timeout=timeout, interval=0.5, what=f"{count} answered")
 
     async def settle(self, timeout: float) -> dict[str, Any]:
         """Wait for every lead's send (or its dead letter); count what has no outcome and
