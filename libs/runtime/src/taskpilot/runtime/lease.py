@@ -16,7 +16,6 @@ A holder that cannot renew before its own expiry stops pulling (``held`` turns F
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from taskpilot.runtime.kv import key_value
@@ -35,6 +34,7 @@ from taskpilot.runtime.kv import key_value
 log = logging.getLogger(__name__)
 
 BUCKET = "taskpilot_consumer_leases"
+WRONG_LAST_SEQUENCE = 10071  # JetStream's err_code for a failed expected-last-sequence check
 
 
 async def lease_bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue:
@@ -133,13 +133,28 @@ class Lease:
                 log.info("lease %s renewal failed: %r", self.name, exc)
 
     async def release(self) -> None:
+        # The renewer first: a renewal in flight would otherwise land after we read the
+        # revision, and the delete below would miss (the lease then lapsing only at expiry).
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.wait([renewer], timeout=5.0)
         revision, self._revision = self._revision, None
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.wait([self._renewer], timeout=5.0)
         if revision is None:
             return
-        with contextlib.suppress(Exception):
+        try:
             kv = await self._bucket()
-            await kv.delete(self.name, last=revision)
+            try:
+                await kv.delete(self.name, last=revision)
+            except APIError as exc:  # delete reports a wrong revision as a plain API error
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                # A renewal cancelled in flight may still have been stored: if the lease is
+                # still ours, release that revision.
+                entry = await kv.get(self.name)
+                if json.loads(entry.value or b"{}").get("owner") != self.owner:
+                    return
+                await kv.delete(self.name, last=entry.revision)
             log.info("lease %s released by %s", self.name, self.owner)
+        except Exception as exc:
+            log.warning("lease %s not released (it lapses at its expiry): %r", self.name, exc)
