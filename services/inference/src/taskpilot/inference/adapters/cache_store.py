@@ -65,6 +65,7 @@ class _ScopeIndex:
 
     entries: list[CachedAnswer] = field(default_factory=list)
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    newest: float = float("-inf")  # the latest creation time seen: "now" for expiry
 
     def upsert(self, entry: CachedAnswer) -> None:
         row = np.asarray(entry.vector, dtype=np.float32)
@@ -113,9 +114,11 @@ class MemoryCacheStore:
 
     def add(self, entry: CachedAnswer) -> None:
         index = self._scopes.setdefault(entry.scope, _ScopeIndex())
-        for expired in [e.id for e in index.entries if e.expires_at <= entry.created_at]:
+        index.newest = max(index.newest, entry.created_at)
+        for expired in [e.id for e in index.entries if e.expires_at <= index.newest]:
             index.remove(expired)  # the bucket's TTL drops them silently: forget them here
-        index.upsert(entry)
+        if entry.expires_at > index.newest:  # a late echo of an expired entry stays forgotten
+            index.upsert(entry)
 
     def remove(self, scope: CacheScope, entry_id: str) -> None:
         index = self._scopes.get(scope)
