@@ -468,10 +468,10 @@ async def test_a_team_reads_public_events_and_publishes_its_own(connect: Connect
         await connect("conversation"),
         await connect("tools"),
     )
-    received: asyncio.Queue[str] = asyncio.Queue()
+    received: set[str] = set()
 
     async def keep(msg: Msg) -> None:
-        await received.put(msg.subject)
+        received.add(msg.subject)
 
     for channel in PUBLIC_CHANNELS:
         await team.nc.subscribe(channel.wildcard(), cb=keep)
@@ -479,12 +479,24 @@ async def test_a_team_reads_public_events_and_publishes_its_own(connect: Connect
     await team.nc.flush()
     event = example_subject(subjects.CONVERSATION_EVENT)
     booked = example_subject(subjects.TOOL_SLOT_BOOKED)
-    await conversation.nc.publish(event, b"{}")
-    await tools.nc.publish(booked, b"{}")
-    await team.nc.publish("team.sales.lead_scored", b"{}")
-    got = {await asyncio.wait_for(received.get(), 5.0) for _ in range(3)}
-    assert got == {event, booked, "team.sales.lead_scored"}
+    scored = "team.sales.lead_scored"
+    wanted = {event, booked, scored}
+    for publisher, subject in ((conversation, event), (tools, booked), (team, scored)):
+        await publisher.nc.publish(subject, b"{}")
+        await publisher.nc.flush()  # the server has taken it (and checked its permission)
+
+    async def all_arrived() -> bool:
+        assert received == wanted, (
+            sorted(received),
+            team.errors,
+            conversation.errors,
+            tools.errors,
+        )
+        return True
+
+    await eventually(all_arrived, timeout=15.0, what="the three events delivered to the team")
     assert team.errors == []
+    assert conversation.errors == tools.errors == []
 
 
 async def test_a_team_consumes_public_events_durably_and_nothing_else(
