@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from nats.js import JetStreamContext
 from pydantic import SecretStr
 
 from taskpilot.cli import demo
@@ -295,6 +296,16 @@ async def dead_letters(nats_url: str) -> list[DeadLettered]:
     return letters
 
 
+async def backlogs(js: JetStreamContext) -> dict[str, int]:
+    """Every consumer's backlog now: pending plus delivered and not yet acknowledged."""
+    lag: dict[str, int] = {}
+    for stream in (s.name for s in subjects.ALL_STREAMS):
+        with contextlib.suppress(Exception):
+            for info in await js.consumers_info(stream):
+                lag[info.name] = (info.num_pending or 0) + (info.num_ack_pending or 0)
+    return lag
+
+
 class LagSampler:
     """Every consumer's backlog (pending + unacknowledged) over time, from consumer info."""
 
@@ -311,13 +322,7 @@ class LagSampler:
         js = nc.jetstream()
         try:
             while True:
-                lag: dict[str, int] = {}
-                for stream in (s.name for s in subjects.ALL_STREAMS):
-                    with contextlib.suppress(Exception):
-                        for info in await js.consumers_info(stream):
-                            backlog = (info.num_pending or 0) + (info.num_ack_pending or 0)
-                            lag[info.name] = backlog
-                self.samples.append((time.monotonic() - self._t0, lag))
+                self.samples.append((time.monotonic() - self._t0, await backlogs(js)))
                 await asyncio.sleep(self._period)
         finally:
             await nc.close()

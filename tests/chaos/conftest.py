@@ -7,6 +7,7 @@ Every process is started and ended by its PID, on loopback; every wait has a dea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 
 from taskpilot.runtime.testing import eventually
@@ -30,6 +32,7 @@ from load_system import (
     LoadTenant,
     Sends,
     System,
+    backlogs,
     dead_letters,
     letters_by_wamid,
     load_tenants,
@@ -158,27 +161,47 @@ class Load:
         await eventually(enough, timeout=timeout, interval=0.5, what=f"{count} answered")
 
     async def settle(self, timeout: float) -> dict[str, Any]:
-        """Wait for every lead's send (or its dead letter); count what has no outcome and
-        what was sent twice."""
+        """Wait for every lead's send (or its dead letter), then for the whole bus to be idle
+        (every consumer with nothing pending or unacknowledged: no second send can still be
+        on its way); count what has no outcome, what was sent twice and what stayed busy."""
         assert self.sends is not None
-        deadline = time.monotonic() + timeout
+        sends = self.sends
         letters: dict[str, str] = {}
-        while True:
-            missing = [p for p in self.posted if p.lead not in self.sends.by_lead]
+        missing: list[Posted] = []
+
+        async def outcomes() -> bool:
+            nonlocal letters, missing
+            missing = [p for p in self.posted if p.lead not in sends.by_lead]
             if missing:
                 letters = letters_by_wamid(await dead_letters(self.system.nats.url))
                 missing = [p for p in missing if p.wamid not in letters]
-            if not missing or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(2.0)
-        await asyncio.sleep(3.0)  # a late second send would show up now
-        duplicates = {lead: len(sent) for lead, sent in self.sends.by_lead.items() if len(sent) > 1}
+            return not missing
+
+        started = time.monotonic()
+        with contextlib.suppress(AssertionError):  # what is still missing is reported
+            await eventually(outcomes, timeout=timeout, interval=2.0, what="every outcome")
+        busy: dict[str, int] = {}
+        nc = await nats.connect(self.system.nats.url, name="chaos-settle")
+        try:
+
+            async def idle() -> bool:
+                nonlocal busy
+                busy = {name: n for name, n in (await backlogs(nc.jetstream())).items() if n}
+                return not busy
+
+            left = max(60.0, timeout - (time.monotonic() - started))
+            with contextlib.suppress(AssertionError):
+                await eventually(idle, timeout=left, interval=0.5, what="the bus idle")
+        finally:
+            await nc.close()
+        duplicates = {lead: len(sent) for lead, sent in sends.by_lead.items() if len(sent) > 1}
         return {
             "messages": len(self.posted),
             "without_outcome": [p.wamid for p in missing],
             "never_accepted": sum(1 for p in self.posted if p.accepted_at is None),
             "dead_lettered": sum(1 for p in self.posted if p.wamid in letters),
             "duplicates": duplicates,
+            "busy_consumers": busy,
             "webhook_retries": sum(p.attempts - 1 for p in self.posted),
         }
 

@@ -6,6 +6,7 @@ the consumer carries on: 0 lost, 0 stored twice, every message handled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from taskpilot.runtime.bus import Bus, ensure_streams
 from taskpilot.runtime.consumer import subscribe
 from taskpilot.runtime.dlq import RUNTIME_STREAMS
 from taskpilot.runtime.servers import NatsServer, free_port
+from taskpilot.runtime.testing import eventually
 from tests.integration.runtime.conftest import Work, work_spec
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -54,15 +56,20 @@ async def start_all(nodes: list[NatsServer]) -> None:
 
 
 async def provisioned(bus: Bus) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    """The streams, once the cluster has a meta leader (creating fails until then)."""
+
+    async def created() -> bool:
         try:
             await ensure_streams(bus.js, subjects.ALL_STREAMS + RUNTIME_STREAMS, replicas=3)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+        except Exception as exc:  # no meta leader yet: JetStream not ready
+            raise AssertionError(repr(exc)) from exc
+        return True
+
+    await eventually(created, timeout=60, interval=0.5, what="streams created on the cluster")
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def kill_the_stream_leader(
@@ -101,17 +108,20 @@ async def kill_the_stream_leader(
                 )
             )
             stalled = max(stalled, time.monotonic() - before)
-        deadline = time.monotonic() + 120
-        while len(handled) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        with contextlib.suppress(AssertionError):  # the counts below say what is missing
+            await eventually(
+                lambda: _true(len(handled) >= count), timeout=120, what="every work handled"
+            )
+        # Read the whole stream back, up to its last sequence now: every copy stored.
+        last = (await bus.js.stream_info(subjects.TOOLS.name)).state.last_seq
         stored: list[int] = []
-        sub = await bus.js.subscribe(f"tools.*.*.work_{run}", ordered_consumer=True)
-        while len(stored) < count + 10:
-            try:
-                msg = await sub.next_msg(timeout=2.0)
-            except TimeoutError:
+        sub = await bus.js.subscribe("tools.>", ordered_consumer=True)
+        while last:
+            msg = await sub.next_msg(timeout=30.0)
+            if msg.subject.endswith(f".work_{run}"):
+                stored.append(Work.model_validate_json(msg.data).n)
+            if msg.metadata.sequence.stream >= last:
                 break
-            stored.append(Work.model_validate_json(msg.data).n)
         await sub.unsubscribe()
         assert killed_at
     finally:

@@ -39,3 +39,4 @@ async def test_kill_9_each_service_in_turn_and_a_random_one_repeatedly(system: S
     print(result | {"duplicates": len(result["duplicates"])})
     assert result["without_outcome"] == []
     assert result["duplicates"] == {}
+    assert result["busy_consumers"] == {}

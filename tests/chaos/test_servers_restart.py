@@ -36,6 +36,7 @@ async def test_nats_server_restarts_mid_load(system: System, owned: Owned) -> No
     print(result | {"duplicates": len(result["duplicates"])})
     assert result["without_outcome"] == []
     assert result["duplicates"] == {}
+    assert result["busy_consumers"] == {}
 
 
 async def test_postgresql_restarts_mid_load(system: System, owned: Owned) -> None:
@@ -55,3 +56,4 @@ async def test_postgresql_restarts_mid_load(system: System, owned: Owned) -> Non
     print(result | {"duplicates": len(result["duplicates"])})
     assert result["without_outcome"] == []
     assert result["duplicates"] == {}
+    assert result["busy_consumers"] == {}

@@ -58,6 +58,7 @@ async def test_model_side_down_or_hung_every_lead_gets_a_holding_reply_in_time(
     texts = {load.sends.by_lead[p.lead][0]["text"] for p in load.posted}
     print(result | {"late": len(late), "duplicates": len(result["duplicates"])})
     assert result["without_outcome"] == [] and result["duplicates"] == {}
+    assert result["busy_consumers"] == {}
     assert late == []  # within the deadline (plus the timer loop's and the sender's slack)
     assert texts <= holding  # each one the tenant's holding message, with a handoff
 
@@ -79,11 +80,12 @@ async def test_graph_storms_of_5xx_and_130429_delay_sends_but_lose_or_double_non
             attempts = (await client.get(f"{sandbox}/_sandbox/attempts")).json()
     finally:
         await load.close()
-    failed = {}
+    failed: dict[int, int] = {}
     for attempt in attempts:
         if attempt["code"] is not None and attempt["at"] >= started:
             failed[attempt["code"]] = failed.get(attempt["code"], 0) + 1
     print(result | {"duplicates": len(result["duplicates"]), "failed_attempts": failed})
     assert failed == storms  # every storm was met, and retried through
     assert result["without_outcome"] == [] and result["duplicates"] == {}
+    assert result["busy_consumers"] == {}
     assert result["dead_lettered"] == 0  # delayed, not given up
