@@ -3,6 +3,7 @@ it, lead memory (remember, recall, erase), re-indexing when the embedding model 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,6 +122,44 @@ async def test_a_lead_remembers_its_own_turns_until_erased(knowledge: Knowledge)
     http_erase = await knowledge.http.delete(f"/v1/tenants/{tenant}/leads/34600000002/memory")
     assert http_erase.json() == {"erased": 1}
     assert await knowledge.store.count(tenant) == 0
+
+
+async def test_turns_remembered_together_land_each_in_its_own_tenant(knowledge: Knowledge) -> None:
+    """Concurrent requests are stored in batches that mix tenants: every turn is stored once,
+    under its own tenant and lead, and recalled only there."""
+    tenants = [knowledge.tenant(), knowledge.tenant()]
+    requests = [
+        RememberTurn(
+            tenant_id=tenants[n % 2],
+            correlation_id=f"c{n}",
+            lead=f"3460000{n % 3:04d}",
+            turn_id=f"t{n}",
+            lead_text=f"turn {n}: I would like an appointment on day {n}",
+            reply_text=f"noted {n}",
+        )
+        for n in range(24)
+    ]
+    batcher = knowledge.service._remembering
+    calls_before = batcher.calls
+    answers = await asyncio.gather(
+        *(knowledge.bus.request(r, MemoryResult, timeout=20) for r in requests)
+    )
+
+    assert [a.stored for a in answers] == [1] * 24
+    assert batcher.calls - calls_before < 24  # some went together
+    for n, tenant in enumerate(tenants):
+        assert await knowledge.store.count(tenant, ["memory"]) == 12
+        mine = {r.turn_id for r in requests if r.tenant_id == tenant and r.lead == "34600000001"}
+        recall = RecallMemory(
+            tenant_id=tenant,
+            correlation_id="r",
+            lead="34600000001",
+            query="appointment",
+            top_k=20,
+            min_score=0.0,
+        )
+        result = await knowledge.bus.request(recall, MemoryResult, timeout=10)
+        assert {h.turn_id for h in result.hits} == mine, n
 
 
 async def test_retention_forgets_only_what_was_remembered_before_its_cutoff(

@@ -50,6 +50,7 @@ from taskpilot.inference.domain.intents import IntentGuess, IntentModel
 from taskpilot.inference.domain.rules import normalise
 from taskpilot.inference.flight import SingleFlight
 from taskpilot.inference.spending import Spending
+from taskpilot.runtime.batching import Coalescer
 from taskpilot.runtime.bus import Bus, RequestError
 from taskpilot.tenancy import BusinessProfile, TenantDirectory
 
@@ -109,6 +110,10 @@ class InferenceService:
         self._cascade = cascade
         self._clock = clock
         self._flights: SingleFlight[cache.CachedAnswer | None] = SingleFlight()
+        # Concurrent turns' questions embedded together (one engine call per batch).
+        self._questions: Coalescer[str, np.ndarray] = Coalescer(
+            self._embed_questions, max_batch=16, name="inference-embed"
+        )
 
     async def generate(self, command: GenerateReply) -> None:
         started = time.perf_counter()
@@ -190,12 +195,15 @@ class InferenceService:
     async def _context(self, command: GenerateReply) -> Context:
         profile = (await self._tenants.get(command.tenant_id)).profile
         question = normalise(command.text) or command.text
-        [vector] = await asyncio.to_thread(self._embedder.embed_queries, [question])
+        vector = await self._questions.submit(question)
         result = await self._search(command, vector.tolist())
         guess = self._intents.guess(vector) if question.strip() else None
         hits = list(result.hits) if result else []
         version = result.knowledge_version if result and not result.error else None
         return Context(command, profile, vector, guess, hits, version)
+
+    async def _embed_questions(self, questions: list[str]) -> list[np.ndarray]:
+        return list(await asyncio.to_thread(self._embedder.embed_queries, questions))
 
     def _scope(self, ctx: Context) -> cache.CacheScope | None:
         if ctx.knowledge_version is None:

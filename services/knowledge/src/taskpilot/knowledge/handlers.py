@@ -98,7 +98,8 @@ def register(bus: Bus, service: KnowledgeService, search_workers: int = 8) -> No
         erased = await service.erase_lead(request.tenant_id, request.lead, request.before)
         return MemoryResult(erased=erased)
 
-    # Reads are answered concurrently (a turn waits on its search); writes one at a time.
+    # Reads are answered concurrently (a turn waits on its search), and so are the turns to
+    # remember (stored in batches); an erasure runs one at a time.
     routes = [
         (
             subjects.KNOWLEDGE_SEARCH,
@@ -110,7 +111,7 @@ def register(bus: Bus, service: KnowledgeService, search_workers: int = 8) -> No
             KNOWLEDGE_MEMORY_REMEMBER,
             "knowledge-memory-remember",
             _responder(RememberTurn, _memory_error, when_remember_requested),
-            1,
+            search_workers,  # taken together: the service stores them in batches
         ),
         (
             KNOWLEDGE_MEMORY_RECALL,

@@ -49,6 +49,7 @@ from taskpilot.knowledge.domain import (
 )
 from taskpilot.knowledge.indexing import EMBED_BATCH, Indexer
 from taskpilot.knowledge.repository import KnowledgeRepository, StoredChunk
+from taskpilot.runtime.batching import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,10 @@ class KnowledgeService:
             sweep_s=job_sweep_s,
             batch=embed_batch,
         )
+        # Turns that arrive together are stored together: one embedding call, one upsert.
+        self._remembering: Coalescer[MemoryTurn, None] = Coalescer(
+            self._remember_all, max_batch=embed_batch, name="knowledge-remember"
+        )
 
     @property
     def embedding_model(self) -> str:
@@ -337,9 +342,14 @@ class KnowledgeService:
 
     # -- lead memory ---------------------------------------------------------------------------
     async def remember(self, turn: MemoryTurn) -> None:
-        await self._repo.save_memory(turn)
-        points = await asyncio.to_thread(self._retriever.memory_points, [turn])
+        await self._remembering.submit(turn)
+
+    async def _remember_all(self, turns: list[MemoryTurn]) -> list[None]:
+        for turn in turns:  # each in its own tenant's transaction
+            await self._repo.save_memory(turn)
+        points = await asyncio.to_thread(self._retriever.memory_points, turns)
         await self._store.upsert(points)
+        return [None] * len(turns)
 
     async def recall(
         self, tenant_id: str, lead_id: str, query: str, top_k: int, min_score: float | None
