@@ -58,6 +58,7 @@ from load_system import (
     LoadTenant,
     Sends,
     System,
+    backlogs,
     consumer_times,
     dead_letters,
     letters_by_wamid,
@@ -73,6 +74,7 @@ from taskpilot.runtime.servers import (
     drop_database,
     scratch_database_name,
 )
+from taskpilot.runtime.testing import eventually
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -415,6 +417,27 @@ def client(args: argparse.Namespace) -> httpx.AsyncClient:
     )
 
 
+async def until_idle(nats_url: str, timeout: float) -> dict[str, int]:
+    """Wait until no consumer has anything pending or unacknowledged (a late duplicate send
+    would have shown up by then); what is still busy at the deadline is returned."""
+    import nats as nats_client
+
+    busy: dict[str, int] = {}
+    nc = await nats_client.connect(nats_url, name="bench-idle")
+    try:
+
+        async def idle() -> bool:
+            nonlocal busy
+            busy = {name: n for name, n in (await backlogs(nc.jetstream())).items() if n}
+            return not busy
+
+        with contextlib.suppress(AssertionError):
+            await eventually(idle, timeout=timeout, interval=0.5, what="the bus idle")
+    finally:
+        await nc.close()
+    return busy
+
+
 async def main(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="taskpilot-load-"))
     nats = NatsServer(tmp / "nats").start()
@@ -511,7 +534,7 @@ async def main(args: argparse.Namespace) -> int:
             say(f"  flood answered in {flood['flood_drained_in_s']:.0f} s")
 
         result["consumers"] = await consumer_times(system)
-        await asyncio.sleep(1.0)  # a late duplicate send would show up now
+        result["busy_at_end"] = await until_idle(nats.url, args.drain_timeout)
         letters = letters_by_wamid(await dead_letters(nats.url))
         result["outcomes"] = settle(everything, sends, letters)
         result["lag"] = {
