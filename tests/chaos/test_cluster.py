@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from taskpilot.contracts import subjects
 from taskpilot.runtime.bus import Bus, ensure_streams
@@ -112,10 +115,21 @@ async def kill_the_stream_leader(
             await eventually(
                 lambda: _true(len(handled) >= count), timeout=120, what="every work handled"
             )
+
         # Read the whole stream back, up to its last sequence now: every copy stored.
-        last = (await bus.js.stream_info(subjects.TOOLS.name)).state.last_seq
+        # The JetStream API may not answer while the cluster re-elects its meta leader.
+        async def reader() -> tuple[int, JetStreamContext.PushSubscription]:
+            try:
+                info = await bus.js.stream_info(subjects.TOOLS.name)
+                sub = await bus.js.subscribe(
+                    "tools.>", stream=subjects.TOOLS.name, ordered_consumer=True
+                )
+            except (NatsTimeoutError, APIError) as exc:
+                raise AssertionError(repr(exc)) from exc
+            return info.state.last_seq, sub
+
+        last, sub = await eventually(reader, timeout=60, interval=0.5, what="a stream reader")
         stored: list[int] = []
-        sub = await bus.js.subscribe("tools.>", ordered_consumer=True)
         while last:
             msg = await sub.next_msg(timeout=30.0)
             if msg.subject.endswith(f".work_{run}"):
