@@ -17,7 +17,7 @@ from taskpilot.conversation.gdpr import Gdpr
 from taskpilot.conversation.lifecycle import open_lifecycle
 from taskpilot.conversation.lifecycle_schedule import lifecycle_schedule
 from taskpilot.conversation.memory import LeadMemory
-from taskpilot.conversation.relay import Relay
+from taskpilot.conversation.relay import Backpressure, Relay
 from taskpilot.conversation.settings import ConversationSettings
 from taskpilot.conversation.timers import TimerLoop
 from taskpilot.conversation.whatif import WhatIf
@@ -71,8 +71,20 @@ async def create(settings: ConversationSettings) -> ServiceApp:
     schedule = lifecycle_schedule(lifecycle, res.tenants, res.bus, settings)
     committer = GroupCommitter(app)
     memory = LeadMemory(res.bus, gdpr)
+    backpressure = Backpressure(
+        res.pool,
+        app.recorder.events_table_name,  # type: ignore[attr-defined]
+        max_lag=settings.relay_max_lag,
+    )
     handlers.register(
-        res.bus, app, committer, res.tenants, settings.partitions, memory, lifecycle.ensure_hot
+        res.bus,
+        app,
+        committer,
+        res.tenants,
+        settings.partitions,
+        memory,
+        lifecycle.ensure_hot,
+        backpressure.wait,
     )
     guard = Guard(await verifier_for(settings, res.pool))
     http = FastAPI(title="TaskPilot conversation", version="0.1.0")
@@ -94,6 +106,7 @@ async def create(settings: ConversationSettings) -> ServiceApp:
         background=[
             committer.flush_forever,
             relay.run,
+            backpressure.run,
             timer_loop.run,
             *([schedule.run] if schedule else []),
         ],

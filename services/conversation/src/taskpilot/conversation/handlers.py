@@ -91,6 +91,10 @@ async def _always_hot(tenant_id: str, lead: str) -> bool:
     return False
 
 
+async def _nothing_to_wait_for() -> None:
+    return None
+
+
 def register(
     bus: Bus,
     app: Conversations,
@@ -99,7 +103,13 @@ def register(
     partitions: list[int],
     memory: LeadMemory,
     ensure_hot: Callable[[str, str], Awaitable[bool]] = _always_hot,
+    relay_caught_up: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """``relay_caught_up`` (if given) is awaited before a new lead message or status is taken
+    on: new work waits while the relay lags (see :class:`~.relay.Backpressure`); replies, tool
+    results and sends, which finish turns already under way, never wait."""
+    caught_up = relay_caught_up or _nothing_to_wait_for
+
     async def when_reply_generated(reply: ReplyGenerated) -> None:
         profile = (await tenants.get(reply.tenant_id)).profile
         holding = profile.render(profile.handoff_message)
@@ -108,19 +118,21 @@ def register(
     received = _committed(committer, app.receive_change)
 
     async def when_message_received(message: WhatsAppMessageReceived) -> None:
+        await caught_up()
         # An archived lead writes again: bring the history back before deciding on it.
         await ensure_hot(message.tenant_id, message.lead)
         await received(message)
 
+    statuses = _committed(committer, app.status_change, tolerate_missing=True)
+
+    async def when_status_received(status: WhatsAppStatusReceived) -> None:
+        await caught_up()
+        await statuses(status)
+
     for partition in partitions:
         subscribe(bus, inbound_spec(partition), WhatsAppMessageReceived, when_message_received)
     # A status of a message no conversation sent (e.g. sent from Meta's own tools) is fine.
-    subscribe(
-        bus,
-        STATUSES,
-        WhatsAppStatusReceived,
-        _committed(committer, app.status_change, tolerate_missing=True),
-    )
+    subscribe(bus, STATUSES, WhatsAppStatusReceived, when_status_received)
     subscribe(bus, REPLIES, ReplyGenerated, when_reply_generated)
 
     async def when_payment_received(payment: PaymentReceived) -> None:

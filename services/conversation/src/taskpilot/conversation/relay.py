@@ -20,6 +20,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from prometheus_client import Counter, Gauge
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from taskpilot.contracts import Message
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 RELAYED = Counter("taskpilot_relay_messages_total", "Messages relayed to the bus")
 POSITION = Gauge("taskpilot_relay_position", "Last relayed notification id")
+LAG = Gauge("taskpilot_relay_lag", "Stored notifications the relay has not published yet")
+HELD = Gauge("taskpilot_relay_backpressure", "1 while new lead messages wait for the relay")
 
 _NS = uuid.UUID("0b5c0e0e-4f0a-4d8a-8d0b-3f0e7c2d9a11")
 
@@ -345,3 +348,68 @@ class Relay:
         )
         row = await cur.fetchone()
         return bool(row and row[0])
+
+
+class Backpressure:
+    """New lead messages wait while the relay is far behind the store.
+
+    The relay publishes in commit order, so whatever commits while it lags waits behind the
+    lag: a flood committed ahead of a quiet tenant's message delays that tenant's reply by the
+    whole flood. Holding new inbound messages back while more than ``max_lag`` notifications
+    are unpublished keeps the backlog in JetStream instead, where the consumers' fair queue
+    orders it by tenant (ADR 7). Every replica samples the same two numbers (the store's last
+    notification id and the active relay's position), so it works whichever replica relays.
+    ``max_lag`` 0 turns it off.
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        events_table: str,
+        relay: str = "conversation",
+        *,
+        max_lag: int = 200,
+        poll_s: float = 0.05,
+    ):
+        self._pool = pool
+        self._query = sql.SQL(
+            "SELECT (SELECT coalesce(max(notification_id), 0) FROM {events}),"
+            " (SELECT coalesce(max(position), 0) FROM relay_positions WHERE name = %s)"
+        ).format(events=sql.Identifier(events_table))
+        self._relay = relay
+        self.max_lag = max_lag
+        self._poll = poll_s
+        self._open = asyncio.Event()
+        self._open.set()
+
+    async def lag(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self._query, (self._relay,))
+            row = await cur.fetchone()
+        return max(0, int(row[0]) - int(row[1])) if row else 0
+
+    async def run(self) -> None:
+        if not self.max_lag:
+            return
+        while True:
+            try:
+                lag = await self.lag()
+            except Exception as exc:  # the database away for a moment: nothing to hold for
+                log.info("relay lag unknown: %r", exc)
+                lag = 0
+            LAG.set(lag)
+            if lag > self.max_lag and self._open.is_set():
+                log.info("relay %d behind: new lead messages wait", lag)
+                self._open.clear()
+            elif lag <= self.max_lag and not self._open.is_set():
+                self._open.set()
+            HELD.set(0 if self._open.is_set() else 1)
+            await asyncio.sleep(self._poll)
+
+    @property
+    def holding(self) -> bool:
+        return not self._open.is_set()
+
+    async def wait(self) -> None:
+        """Return once the relay is within ``max_lag`` (at once when it is)."""
+        await self._open.wait()

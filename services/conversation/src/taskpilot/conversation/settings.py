@@ -19,6 +19,9 @@ class ConversationSettings(GuardedSettings):
     a turn still open when the next message comes is superseded either way)."""
     turn_deadline_s: float = 30.0
     """Without a reply from inference (and tools) by then: holding reply and handoff."""
+    relay_max_lag: int = Field(default=200, ge=0)
+    """New lead messages wait while more stored events than this await the relay, so a
+    flood's backlog stays in JetStream, where consumers serve tenants fairly (0: never wait)."""
     archive_url: str = ""
     """Where archived conversations go: a directory or ``file://`` URL, ``s3://bucket/prefix``
     (obstore; credentials from ``AWS_*``). Empty: ``<TASKPILOT_DATA_DIR>/archive``."""
