@@ -68,7 +68,7 @@ async def test_graph_storms_of_5xx_and_130429_delay_sends_but_lose_or_double_non
 ) -> None:
     load = await Load.ready(system, tenants=5)
     sandbox = system.url("sandbox")
-    storms = {130429: 150, 131000: 100, 2: 50}  # throttled, 500, 503
+    storms = {130429: scale(150), 131000: scale(100), 2: scale(50)}  # throttled, 500, 503
     try:
         async with httpx.AsyncClient() as client:
             for code, times in storms.items():
