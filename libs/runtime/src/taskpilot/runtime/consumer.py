@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
+from pydantic import BaseModel, ValidationError
 
 from taskpilot.contracts import Message
 from taskpilot.contracts.dlq import UNKNOWN_TENANT, DeadLettered
@@ -229,3 +230,49 @@ def dead_letter_id(stream: str, seq: int) -> str:
 async def raw_body(msg: NatsMessage) -> bytes:
     """FastStream decoder for core subscribers that validate the body themselves."""
     return msg.body
+
+
+Q = TypeVar("Q", bound=Message)
+
+
+def responder(
+    request_type: type[Q],
+    error: Callable[[str], BaseModel],
+    answer: Callable[[Q], Awaitable[BaseModel]],
+    *,
+    service: str,
+    refusals: dict[type[Exception], Callable[[Exception], str]] | None = None,
+) -> Callable[[bytes, NatsMessage], Awaitable[bytes]]:
+    """A core request-reply handler (FastStream, ``decoder=raw_body``) that never raises.
+
+    The request is validated and must name the tenant of its subject (``<kind>.<verb>.
+    <tenant>...``); ``answer`` runs in that tenant's scope and in the caller's trace. A bad
+    request, and any exception listed in ``refusals`` (mapped to its message), travel back as
+    ``error(message)``: the caller reads the reason instead of waiting for a timeout.
+    """
+    known = refusals or {}
+    tracer_ = tracer(service)
+
+    async def respond(body: bytes, msg: NatsMessage) -> bytes:
+        try:
+            request = request_type.model_validate_json(msg.body)
+        except ValidationError as exc:
+            return error(f"invalid request: {exc.error_count()} errors").model_dump_json().encode()
+        if msg.raw_message.subject.split(".")[2] != request.tenant_id:
+            return error("tenant in subject and body differ").model_dump_json().encode()
+        with (
+            tenant_scope(request.tenant_id),
+            tracer_.start_as_current_span(
+                f"answer {request.type}",
+                context=context_from_headers(msg.headers),
+                attributes={"taskpilot.tenant_id": request.tenant_id},
+            ),
+        ):
+            try:
+                result = await answer(request)
+            except tuple(known) as exc:
+                reason = next(say for kind, say in known.items() if isinstance(exc, kind))
+                result = error(reason(exc))
+        return result.model_dump_json().encode()
+
+    return respond

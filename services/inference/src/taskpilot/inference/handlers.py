@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from faststream.nats import NatsMessage
-from pydantic import ValidationError
-
 from taskpilot.contracts import subjects
 from taskpilot.contracts.inference import (
     INFERENCE_WHAT_IF,
@@ -19,8 +16,14 @@ from taskpilot.contracts.knowledge import KnowledgeUpdated
 from taskpilot.inference.planning import PlanWriter
 from taskpilot.inference.service import InferenceService
 from taskpilot.runtime.bus import Bus
-from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, raw_body, subscribe
-from taskpilot.tenancy import UnknownTenantError, tenant_scope
+from taskpilot.runtime.consumer import (
+    ConsumerPolicy,
+    ConsumerSpec,
+    raw_body,
+    responder,
+    subscribe,
+)
+from taskpilot.tenancy import UnknownTenantError
 
 GENERATE = ConsumerSpec(
     durable="inference-generate",
@@ -39,22 +42,32 @@ def register(bus: Bus, service: InferenceService, plans: PlanWriter) -> None:
     subscribe(bus, GENERATE, GenerateReply, service.generate)
     subscribe(bus, KNOWLEDGE_UPDATED, KnowledgeUpdated, service.knowledge_updated)
 
-    async def when_what_if_requested(body: bytes, msg: NatsMessage) -> bytes:
-        """A what-if replay of a past turn (request-reply): errors travel in the answer."""
-        try:
-            request = ReplyWhatIf.model_validate_json(msg.body)
-        except ValidationError as exc:
-            answer = WhatIfAnswer(error=f"invalid request: {exc.error_count()} errors")
-            return answer.model_dump_json().encode()
-        if msg.raw_message.subject.split(".")[2] != request.tenant_id:
-            answer = WhatIfAnswer(error="tenant in subject and body differ")
-            return answer.model_dump_json().encode()
-        with tenant_scope(request.tenant_id):
-            try:
-                answer = await service.what_if(request)
-            except UnknownTenantError:
-                answer = WhatIfAnswer(error="no such tenant")
-        return answer.model_dump_json().encode()
+    def no_such_tenant(exc: Exception) -> str:
+        return "no such tenant"
+
+    def what_if_error(reason: str) -> WhatIfAnswer:
+        return WhatIfAnswer(error=reason)
+
+    def plan_refused(reason: str) -> MarketingPlanAnswer:
+        return MarketingPlanAnswer(refused=reason)
+
+    # A what-if replay of a past turn, and the weekly marketing plan asked by a tools job
+    # (request-reply): errors and refusals travel in the answer, so the job can fall back to
+    # its labelled draft.
+    when_what_if_requested = responder(
+        ReplyWhatIf,
+        what_if_error,
+        service.what_if,
+        service="inference",
+        refusals={UnknownTenantError: no_such_tenant},
+    )
+    when_plan_requested = responder(
+        WriteMarketingPlan,
+        plan_refused,
+        plans.write,
+        service="inference",
+        refusals={UnknownTenantError: no_such_tenant},
+    )
 
     bus.broker.subscriber(
         INFERENCE_WHAT_IF.wildcard(),
@@ -62,24 +75,6 @@ def register(bus: Bus, service: InferenceService, plans: PlanWriter) -> None:
         title="inference-what-if",
         decoder=raw_body,
     )(when_what_if_requested)
-
-    async def when_plan_requested(body: bytes, msg: NatsMessage) -> bytes:
-        """The weekly marketing plan, asked by a tools job (request-reply): a refusal and its
-        reason travel in the answer, so the job can fall back to its labelled draft."""
-        try:
-            request = WriteMarketingPlan.model_validate_json(msg.body)
-        except ValidationError as exc:
-            answer = MarketingPlanAnswer(refused=f"invalid request: {exc.error_count()} errors")
-            return answer.model_dump_json().encode()
-        if msg.raw_message.subject.split(".")[2] != request.tenant_id:
-            answer = MarketingPlanAnswer(refused="tenant in subject and body differ")
-            return answer.model_dump_json().encode()
-        with tenant_scope(request.tenant_id):
-            try:
-                answer = await plans.write(request)
-            except UnknownTenantError:
-                answer = MarketingPlanAnswer(refused="no such tenant")
-        return answer.model_dump_json().encode()
 
     bus.broker.subscriber(
         INFERENCE_WRITE_PLAN.wildcard(),

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from faststream.nats import NatsMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from taskpilot.contracts import Message, subjects
 from taskpilot.contracts.knowledge import (
@@ -26,12 +26,9 @@ from taskpilot.contracts.knowledge import (
 from taskpilot.knowledge.domain import EmbeddingMismatchError, MemoryTurn
 from taskpilot.knowledge.service import KnowledgeService
 from taskpilot.runtime.bus import Bus
-from taskpilot.runtime.consumer import raw_body
-from taskpilot.runtime.telemetry import context_from_headers, tracer
-from taskpilot.tenancy import tenant_scope
+from taskpilot.runtime.consumer import raw_body, responder
 
 log = logging.getLogger(__name__)
-TRACER = tracer("knowledge")
 
 M = TypeVar("M", bound=Message)
 
@@ -49,28 +46,9 @@ def _responder(
     error: Callable[[str], BaseModel],
     answer: Callable[[M], Awaitable[BaseModel]],
 ) -> Callable[[bytes, NatsMessage], Awaitable[bytes]]:
-    async def respond(body: bytes, msg: NatsMessage) -> bytes:
-        try:
-            request = request_type.model_validate_json(msg.body)
-        except ValidationError as exc:
-            return error(f"invalid request: {exc.error_count()} errors").model_dump_json().encode()
-        if msg.raw_message.subject.split(".")[2] != request.tenant_id:
-            return error("tenant in subject and body differ").model_dump_json().encode()
-        with (
-            tenant_scope(request.tenant_id),
-            TRACER.start_as_current_span(
-                f"answer {request.type}",
-                context=context_from_headers(msg.headers),
-                attributes={"taskpilot.tenant_id": request.tenant_id},
-            ),
-        ):
-            try:
-                result = await answer(request)
-            except EmbeddingMismatchError as exc:
-                result = error(str(exc))
-        return result.model_dump_json().encode()
-
-    return respond
+    return responder(
+        request_type, error, answer, service="knowledge", refusals={EmbeddingMismatchError: str}
+    )
 
 
 def register(bus: Bus, service: KnowledgeService, search_workers: int = 8) -> None:
