@@ -497,6 +497,10 @@ async def main(args: argparse.Namespace) -> int:
             result["capacity"] = capacity
             say(f"  sustained {sustained:.1f}/s = {capacity['ratio_to_embedder']:.2f} x embedder")
         if "latency" in scenarios:
+            # From a drained system: what the capacity phase left (lead memory, projections)
+            # would otherwise be measured as this phase's latency.
+            say("  waiting for every consumer to drain ...")
+            result["busy_before_latency"] = await until_idle(nats.url, args.drain_timeout)
             rate = args.latency_rate or max(1.0, sustained / 2)
             say(f"latency: {rate:.1f}/s over {len(tenants)} tenants for {args.latency_s:g} s")
             samples, latency = await run_latency(args, system, tenants, sends, rate)
@@ -511,6 +515,7 @@ async def main(args: argparse.Namespace) -> int:
             result["latency"] = latency
             say("  webhook -> send " + brief(latency["e2e_ms"]))
         if "flood" in scenarios:
+            result["busy_before_flood"] = await until_idle(nats.url, args.drain_timeout)
             say(
                 f"flood: {args.flood} of one tenant, {len(tenants)} others at {args.quiet_rate:g}/s"
             )
