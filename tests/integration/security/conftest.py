@@ -18,17 +18,9 @@ import pytest
 from pydantic import SecretStr
 
 from taskpilot.runtime.db import open_pool
-from taskpilot.runtime.servers import (
-    NatsServer,
-    create_database,
-    drop_database,
-    free_port,
-    scratch_database_name,
-)
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
-from taskpilot.runtime.testing import ServiceProcess
+from taskpilot.runtime.testing.system import ProcessSystem, process_system
 from taskpilot.tenancy import BusinessProfile, SecretBox, Tenant, TenantDirectory, TenantSecrets
-from taskpilot.tenancy.tokens import LocalIssuer
 
 SERVICES = ("conversation", "knowledge", "tools", "analytics", "ingest")
 TENANTS = ("shopa", "shopb", "fuzzed")
@@ -50,17 +42,9 @@ def tenant_record(tenant_id: str, number: str) -> Tenant:
 
 
 @dataclass
-class Guarded:
-    urls: dict[str, str]
-    processes: dict[str, ServiceProcess]
-    nats_url: str
-    database_url: str
-    issuer: LocalIssuer
+class Guarded(ProcessSystem):
     api_keys: dict[str, str] = field(default_factory=dict)
     """An owner API key per tenant, made through analytics once the services are up."""
-
-    def url(self, name: str) -> str:
-        return self.urls[name]
 
     def token(self, tenant: str | None, role: str = "owner") -> str:
         return self.issuer.issue(tenant_id=tenant, roles=[role], subject=f"{role}@{tenant}")
@@ -74,53 +58,15 @@ def guarded_processes(
     postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Guarded]:
     data = tmp_path_factory.mktemp("guarded")
-    nats_server = NatsServer(data / "nats").start()
-    dbname = scratch_database_name()
-    database_url = create_database(postgres_admin_url, dbname)
     logs = Path(os.environ.get("TASKPILOT_TEST_OUTPUT", data)) / "logs-security"
-    logs.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in (*SERVICES, "sandbox")}
-    env = {
-        "NATS_URL": nats_server.url,
-        "DATABASE_URL": database_url,
-        "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
-        "TASKPILOT_DATA_DIR": str(data),
-        "TASKPILOT_LOG_LEVEL": "WARNING",
-        "TASKPILOT_KNOWLEDGE_QDRANT_PATH": str(data / "qdrant"),
-        "TASKPILOT_INGEST_GRAPH_API_BASE": f"http://127.0.0.1:{ports['sandbox']}",
-        "TASKPILOT_CONVERSATION_TURN_DEADLINE_S": "1",
-        "PORT": str(ports["sandbox"]),
-        **{f"TASKPILOT_{n.upper()}_HTTP_PORT": str(ports[n]) for n in SERVICES},
-    }
-    processes = {
-        "sandbox": ServiceProcess(
-            "taskpilot.ingest.sandbox", env, ports["sandbox"], logs / "sandbox.log"
-        )
-    }
-    processes |= {
-        n: ServiceProcess(f"taskpilot.{n}", env, ports[n], logs / f"{n}.log") for n in SERVICES
-    }
-    for process in processes.values():
-        process.start()
-    try:
-        yield Guarded(
-            {n: p.base_url for n, p in processes.items()},
-            processes,
-            nats_server.url,
-            database_url,
-            LocalIssuer.in_data_dir(data),
-        )
-    finally:
-        for process in processes.values():
-            process.stop()
-        nats_server.stop()
-        drop_database(postgres_admin_url, dbname)
+    quiet = {"TASKPILOT_LOG_LEVEL": "WARNING", "TASKPILOT_CONVERSATION_TURN_DEADLINE_S": "1"}
+    with process_system(postgres_admin_url, data, SERVICES, logs, quiet) as stage:
+        yield Guarded(stage.processes, stage.nats_url, stage.database_url, stage.data, logs)
 
 
 @pytest.fixture(scope="session")
 async def guarded(guarded_processes: Guarded) -> AsyncIterator[Guarded]:
-    for process in guarded_processes.processes.values():
-        await process.wait_ready(timeout=120)
+    await guarded_processes.wait_ready(timeout=120)
     pool = await open_pool(guarded_processes.database_url, max_size=1)
     try:
         directory = TenantDirectory(pool, SecretBox.from_setting(DEV_SECRET_KEYS))
