@@ -140,6 +140,15 @@ async def test_putting_the_same_question_again_replaces_it(store: CacheStore) ->
 # -- what only the shared bucket does ---------------------------------------------------------
 
 
+async def test_the_last_put_always_wins_over_earlier_echoes(store: CacheStore) -> None:
+    for n in range(30):
+        first = entry(f"question {n}", vector(n % 4))
+        await store.put(first)
+        await store.put(CachedAnswer(**{**first.__dict__, "text": f"newer {n}"}))
+        found = await lookup(store, f"question {n}", vector(n % 4))
+        assert found is not None and found[0].text == f"newer {n}", n
+
+
 async def test_an_answer_stored_by_one_replica_serves_another(js) -> None:
     bucket = f"cache_{uuid.uuid4().hex[:8]}"
     one = await KvCacheStore.open(js, bucket, ttl_s=600)

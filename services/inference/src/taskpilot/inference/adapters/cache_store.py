@@ -190,11 +190,15 @@ def kv_key(entry: CachedAnswer) -> str:
 class KvCacheStore:
     """The in-process index, persisted in and kept in step with a JetStream KV bucket."""
 
+    ECHO_TIMEOUT_S = 5.0  # a put waits this long for the watch to bring it back
+
     def __init__(self, kv: KeyValue):
         self._kv = kv
         self._index = MemoryCacheStore()
         self._follower: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
+        self._applied = 0  # the bucket's last revision the index reflects
+        self._advanced = asyncio.Condition()
 
     @classmethod
     async def open(
@@ -216,6 +220,10 @@ class KvCacheStore:
                     self._loaded.set()
                     continue
                 self._apply(update)
+                if update.revision:
+                    self._applied = max(self._applied, update.revision)
+                    async with self._advanced:
+                        self._advanced.notify_all()
         finally:
             self._loaded.set()
             with contextlib.suppress(Exception):
@@ -243,8 +251,19 @@ class KvCacheStore:
         return await self._index.lookup(scope, vector, query, min_similarity, now)
 
     async def put(self, entry: CachedAnswer) -> None:
-        self._index.add(entry)  # this replica serves it at once; the others via the watch
-        await self._kv.put(kv_key(entry), encode(entry))
+        """Store the entry and return once this replica's index holds it. The index changes
+        only through the watch, in the bucket's order: an echo of an older put can never
+        overwrite a newer entry (a replica adding its own entries directly could)."""
+        revision = await self._kv.put(kv_key(entry), encode(entry))
+        try:
+            await asyncio.wait_for(self._reflects(revision), timeout=self.ECHO_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("cache watch is %d behind; entry %s added directly", revision, entry.id)
+            self._index.add(entry)
+
+    async def _reflects(self, revision: int) -> None:
+        async with self._advanced:
+            await self._advanced.wait_for(lambda: self._applied >= revision)
 
     async def drop_before(self, tenant_id: str, version: int) -> int:
         stale = self._index.stale(tenant_id, version)
