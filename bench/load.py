@@ -58,12 +58,12 @@ from load_system import (
     LoadTenant,
     Sends,
     System,
-    backlogs,
     consumer_times,
     dead_letters,
     letters_by_wamid,
     load_tenants,
     seed_tenants,
+    until_idle,
 )
 
 from taskpilot.ingest.meta import new_wamid
@@ -74,7 +74,6 @@ from taskpilot.runtime.servers import (
     drop_database,
     scratch_database_name,
 )
-from taskpilot.runtime.testing import eventually
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -415,27 +414,6 @@ def client(args: argparse.Namespace) -> httpx.AsyncClient:
             keepalive_expiry=2.0,
         ),
     )
-
-
-async def until_idle(nats_url: str, timeout: float) -> dict[str, int]:
-    """Wait until no consumer has anything pending or unacknowledged (a late duplicate send
-    would have shown up by then); what is still busy at the deadline is returned."""
-    import nats as nats_client
-
-    busy: dict[str, int] = {}
-    nc = await nats_client.connect(nats_url, name="bench-idle")
-    try:
-
-        async def idle() -> bool:
-            nonlocal busy
-            busy = {name: n for name, n in (await backlogs(nc.jetstream())).items() if n}
-            return not busy
-
-        with contextlib.suppress(AssertionError):
-            await eventually(idle, timeout=timeout, interval=0.5, what="the bus idle")
-    finally:
-        await nc.close()
-    return busy
 
 
 async def main(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
@@ -30,7 +31,7 @@ from taskpilot.ingest.meta import message_value, signed, text_message, webhook
 from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.servers import NatsServer, free_port
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
-from taskpilot.runtime.testing import ServiceProcess
+from taskpilot.runtime.testing import ServiceProcess, eventually
 from taskpilot.runtime.testing.tokens import inline_jwks, operator
 from taskpilot.tenancy import BusinessProfile, SecretBox, Tenant, TenantDirectory, TenantSecrets
 from taskpilot.tenancy.tokens import LocalIssuer
@@ -278,8 +279,6 @@ def letters_by_wamid(letters: list[DeadLettered]) -> dict[str, str]:
 
 
 async def dead_letters(nats_url: str) -> list[DeadLettered]:
-    import nats
-
     nc = await nats.connect(nats_url, name="bench-dlq")
     letters = []
     try:
@@ -306,6 +305,25 @@ async def backlogs(js: JetStreamContext) -> dict[str, int]:
     return lag
 
 
+async def until_idle(nats_url: str, timeout: float) -> dict[str, int]:
+    """Wait until no consumer has anything pending or unacknowledged (a late duplicate send
+    would have shown up by then); what is still busy at the deadline is returned."""
+    busy: dict[str, int] = {}
+    nc = await nats.connect(nats_url, name="bench-idle")
+    try:
+
+        async def idle() -> bool:
+            nonlocal busy
+            busy = {name: n for name, n in (await backlogs(nc.jetstream())).items() if n}
+            return not busy
+
+        with contextlib.suppress(AssertionError):
+            await eventually(idle, timeout=timeout, interval=0.5, what="the bus idle")
+    finally:
+        await nc.close()
+    return busy
+
+
 class LagSampler:
     """Every consumer's backlog (pending + unacknowledged) over time, from consumer info."""
 
@@ -316,8 +334,6 @@ class LagSampler:
         self._t0 = time.monotonic()
 
     async def _run(self) -> None:
-        import nats
-
         nc = await nats.connect(self._url, name="bench-lag", max_reconnect_attempts=-1)
         js = nc.jetstream()
         try:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 
 from taskpilot.runtime.testing import eventually
@@ -32,11 +31,11 @@ from load_system import (
     LoadTenant,
     Sends,
     System,
-    backlogs,
     dead_letters,
     letters_by_wamid,
     load_tenants,
     seed_tenants,
+    until_idle,
 )
 
 from taskpilot.ingest.meta import new_wamid
@@ -180,20 +179,8 @@ class Load:
         started = time.monotonic()
         with contextlib.suppress(AssertionError):  # what is still missing is reported
             await eventually(outcomes, timeout=timeout, interval=2.0, what="every outcome")
-        busy: dict[str, int] = {}
-        nc = await nats.connect(self.system.nats.url, name="chaos-settle")
-        try:
-
-            async def idle() -> bool:
-                nonlocal busy
-                busy = {name: n for name, n in (await backlogs(nc.jetstream())).items() if n}
-                return not busy
-
-            left = max(60.0, timeout - (time.monotonic() - started))
-            with contextlib.suppress(AssertionError):
-                await eventually(idle, timeout=left, interval=0.5, what="the bus idle")
-        finally:
-            await nc.close()
+        left = max(60.0, timeout - (time.monotonic() - started))
+        busy = await until_idle(self.system.nats.url, left)
         duplicates = {lead: len(sent) for lead, sent in sends.by_lead.items() if len(sent) > 1}
         return {
             "messages": len(self.posted),

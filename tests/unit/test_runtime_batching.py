@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from taskpilot.runtime.batching import Coalescer
+from taskpilot.runtime.testing import eventually
 
 
 class Recorder:
@@ -27,6 +28,15 @@ class Recorder:
         return [2 * i for i in items]
 
 
+async def queued(batcher: Coalescer[int, int], count: int) -> None:
+    """Until ``count`` items wait for the next call (the submitting tasks have run)."""
+
+    async def enough() -> bool:
+        return batcher.waiting == count
+
+    await eventually(enough, timeout=5.0, what=f"{count} items queued")
+
+
 async def test_a_lone_item_is_handled_at_once_by_itself() -> None:
     calls = Recorder()
     calls.gate.set()
@@ -40,7 +50,7 @@ async def test_items_arriving_during_a_call_go_together_in_the_next_one() -> Non
     first = asyncio.create_task(batcher.submit(1))
     await calls.entered.wait()
     rest = [asyncio.create_task(batcher.submit(n)) for n in range(2, 8)]
-    await asyncio.sleep(0)  # every submit has queued its item
+    await queued(batcher, 6)
     calls.gate.set()
 
     assert await first == 2
@@ -55,7 +65,7 @@ async def test_a_failing_batch_fails_only_the_bad_items_caller() -> None:
     first = asyncio.create_task(batcher.submit(1))
     await calls.entered.wait()
     good, bad = asyncio.create_task(batcher.submit(5)), asyncio.create_task(batcher.submit(-1))
-    await asyncio.sleep(0)
+    await queued(batcher, 2)
     calls.gate.set()
 
     assert await first == 2
@@ -79,7 +89,7 @@ async def test_a_cancelled_caller_leaves_the_others_served() -> None:
     first = asyncio.create_task(batcher.submit(1))
     await calls.entered.wait()
     gone, kept = asyncio.create_task(batcher.submit(2)), asyncio.create_task(batcher.submit(3))
-    await asyncio.sleep(0)
+    await queued(batcher, 2)
     gone.cancel()
     calls.gate.set()
 

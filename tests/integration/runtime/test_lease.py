@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from taskpilot.runtime.bus import Bus
 from taskpilot.runtime.lease import Lease, lease_bucket, owner_id
@@ -16,13 +17,19 @@ from tests.integration.runtime.conftest import connected
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
+async def held_lease(make_bus: Callable[..., Bus], name: str) -> tuple[Bus, KeyValue, Lease]:
+    """A bus, the lease bucket and a lease of that name this process holds."""
+    bus = await connected(make_bus())
+    kv = await lease_bucket(bus.js)
+    lease = Lease(lambda: lease_bucket(bus.js), name, owner_id("a"), ttl_s=60)
+    await lease.acquire()
+    return bus, kv, lease
+
+
 async def test_a_renewal_that_landed_unseen_does_not_keep_the_lease_after_release(
     make_bus: Callable[..., Bus], run_id: str
 ) -> None:
-    bus = await connected(make_bus())
-    kv = await lease_bucket(bus.js)
-    lease = Lease(lambda: lease_bucket(bus.js), f"lease-{run_id}", owner_id("a"), ttl_s=60)
-    await lease.acquire()
+    bus, kv, lease = await held_lease(make_bus, f"lease-{run_id}")
     # A renewal cancelled while in flight: stored by the server, its revision never seen here.
     entry = await kv.get(lease.name)
     value = json.loads(entry.value or b"{}")
@@ -41,10 +48,7 @@ async def test_a_renewal_that_landed_unseen_does_not_keep_the_lease_after_releas
 async def test_release_never_removes_a_lease_someone_else_took_over(
     make_bus: Callable[..., Bus], run_id: str
 ) -> None:
-    bus = await connected(make_bus())
-    kv = await lease_bucket(bus.js)
-    lease = Lease(lambda: lease_bucket(bus.js), f"lease-{run_id}", owner_id("a"), ttl_s=60)
-    await lease.acquire()
+    _, kv, lease = await held_lease(make_bus, f"lease-{run_id}")
     entry = await kv.get(lease.name)
     taken = {"owner": "b@elsewhere", "renewed_at": 0, "expires_at": 2e9}
     await kv.update(lease.name, json.dumps(taken).encode(), last=entry.revision)

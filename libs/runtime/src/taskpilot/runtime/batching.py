@@ -40,6 +40,11 @@ class Coalescer(Generic[T, R]):
         self.calls = 0  # how many calls of fn (items / calls = mean batch)
         self.items = 0
 
+    @property
+    def waiting(self) -> int:
+        """Items queued for the next call (not yet handed to ``fn``)."""
+        return len(self._waiting)
+
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))

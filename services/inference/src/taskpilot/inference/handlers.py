@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from taskpilot.contracts import subjects
 from taskpilot.contracts.inference import (
     INFERENCE_WHAT_IF,
@@ -54,31 +56,30 @@ def register(bus: Bus, service: InferenceService, plans: PlanWriter) -> None:
     # A what-if replay of a past turn, and the weekly marketing plan asked by a tools job
     # (request-reply): errors and refusals travel in the answer, so the job can fall back to
     # its labelled draft.
-    when_what_if_requested = responder(
-        ReplyWhatIf,
-        what_if_error,
-        service.what_if,
-        service="inference",
-        refusals={UnknownTenantError: no_such_tenant},
-    )
-    when_plan_requested = responder(
-        WriteMarketingPlan,
-        plan_refused,
-        plans.write,
-        service="inference",
-        refusals={UnknownTenantError: no_such_tenant},
-    )
-
-    bus.broker.subscriber(
-        INFERENCE_WHAT_IF.wildcard(),
-        queue="inference-what-if",
-        title="inference-what-if",
-        decoder=raw_body,
-    )(when_what_if_requested)
-
-    bus.broker.subscriber(
-        INFERENCE_WRITE_PLAN.wildcard(),
-        queue="inference-write-plan",
-        title="inference-write-plan",
-        decoder=raw_body,
-    )(when_plan_requested)
+    refusals: dict[type[Exception], Callable[[Exception], str]] = {
+        UnknownTenantError: no_such_tenant
+    }
+    routes = [
+        (
+            INFERENCE_WHAT_IF,
+            "inference-what-if",
+            responder(
+                ReplyWhatIf, what_if_error, service.what_if, service="inference", refusals=refusals
+            ),
+        ),
+        (
+            INFERENCE_WRITE_PLAN,
+            "inference-write-plan",
+            responder(
+                WriteMarketingPlan,
+                plan_refused,
+                plans.write,
+                service="inference",
+                refusals=refusals,
+            ),
+        ),
+    ]
+    for channel, queue, respond in routes:
+        bus.broker.subscriber(channel.wildcard(), queue=queue, title=queue, decoder=raw_body)(
+            respond
+        )
