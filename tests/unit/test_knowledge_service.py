@@ -3,6 +3,7 @@ refusals. Real PostgreSQL, NATS and stores are in tests/integration/knowledge.""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from taskpilot.knowledge.domain import (
     UnsupportedDocumentError,
     VectorPoint,
     chunk_item_id,
+    memory_item_id,
     point_id,
 )
 from taskpilot.knowledge.job_repository import JobWork
@@ -253,9 +255,14 @@ async def test_a_failing_index_leaves_no_points_and_no_new_version(
 class CountingEmbedder(WordEmbedder):
     def __init__(self) -> None:
         self.passages: list[str] = []
+        self.queries: list[str] = []
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         self.passages += texts
+        return self._encode(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.queries += texts
         return self._encode(texts)
 
 
@@ -342,3 +349,51 @@ async def test_erasing_a_lead_forgets_rows_before_points(
     assert await service.erase_lead("acme", "l1") == 1
     assert repo.log[-1] == "erase rows l1" and store.log[-1] == "delete l1"
     assert store.points == {}
+
+
+async def test_a_turn_is_remembered_with_its_question_vector_from_the_search(
+    parts: tuple[KnowledgeService, FakeRepository, FakeStore, FakeBus],
+) -> None:
+    _, repo, store, bus = parts
+    embedder = CountingEmbedder()
+    service = KnowledgeService(
+        repo,  # type: ignore[arg-type]
+        Retriever(store, embedder, HybridPolicy(min_score=-1)),
+        bus,
+    )
+    asked = [0.0] * 31 + [1.0]  # what inference sent with its search
+    await service.search(
+        SearchKnowledge(
+            tenant_id="acme",
+            correlation_id="c",
+            query="do you cut curly hair?",
+            vector=asked,
+            embedding_model=embedder.name,
+        )
+    )
+    turns = [
+        MemoryTurn(
+            tenant_id="acme",
+            lead_id="l1",
+            turn_id="t1",
+            lead_text="do you cut curly hair?",
+            reply_text="Yes, every day.",
+        ),
+        # The same words from another tenant: that tenant's search never sent this vector.
+        MemoryTurn(
+            tenant_id="other",
+            lead_id="l2",
+            turn_id="t1",
+            lead_text="do you cut curly hair?",
+            reply_text="No.",
+        ),
+    ]
+    embedder.queries.clear()
+    await asyncio.gather(*(service.remember(t) for t in turns))
+
+    assert embedder.queries == ["do you cut curly hair?"] and embedder.passages == []
+    acme = store.points[point_id("acme", "memory", memory_item_id("l1", "t1"))]
+    other = store.points[point_id("other", "memory", memory_item_id("l2", "t1"))]
+    assert acme.vector == asked
+    assert other.vector == [float(x) for x in embedder._encode(["do you cut curly hair?"])[0]]
+    assert acme.answer == "Yes, every day." and acme.text == "do you cut curly hair?"

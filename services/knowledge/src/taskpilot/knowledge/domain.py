@@ -341,6 +341,3 @@ class MemoryTurn(BaseModel):
     turn_id: str
     lead_text: str
     reply_text: str = ""
-
-    def text(self) -> str:
-        return f"{self.lead_text}\n{self.reply_text}".strip()

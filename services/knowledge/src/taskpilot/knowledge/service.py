@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -66,6 +67,30 @@ class JobNotFoundError(LookupError):
     pass
 
 
+def _asked(turn: MemoryTurn) -> tuple[str, str]:
+    return (turn.tenant_id, turn.lead_text)
+
+
+class RecentVectors:
+    """The last ``capacity`` vectors by key, oldest forgotten first."""
+
+    def __init__(self, capacity: int):
+        self._capacity = capacity
+        self._items: OrderedDict[tuple[str, str], Sequence[float]] = OrderedDict()
+
+    def put(self, key: tuple[str, str], vector: Sequence[float]) -> None:
+        self._items[key] = vector
+        self._items.move_to_end(key)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def get(self, key: tuple[str, str]) -> Sequence[float] | None:
+        return self._items.get(key)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class Publisher(Protocol):
     async def publish(self, message: Message, *, msg_id: str | None = None) -> bool: ...
 
@@ -116,8 +141,20 @@ class Retriever:
             for c, text, vector in zip(chunks, texts, vectors, strict=True)
         ]
 
-    def memory_points(self, turns: Sequence[MemoryTurn]) -> list[VectorPoint]:
-        vectors = self.embedder.embed_passages([t.text() for t in turns])
+    def memory_points(
+        self,
+        turns: Sequence[MemoryTurn],
+        known: Mapping[tuple[str, str], Sequence[float]] | None = None,
+    ) -> list[VectorPoint]:
+        """A remembered turn is found by what the lead said: the lead's words embedded as a
+        query, like the recall query they are compared with (a question against a question,
+        as FAQ matching does); the reply is found by its keywords. ``known`` holds vectors
+        already computed for a lead's words (the question's own, from the search that
+        answered it): only the others are embedded."""
+        known = known or {}
+        missing = list(dict.fromkeys(t.lead_text for t in turns if _asked(t) not in known))
+        fresh = dict(zip(missing, self.embedder.embed_queries(missing), strict=True))
+        vectors = [known[_asked(t)] if _asked(t) in known else fresh[t.lead_text] for t in turns]
         return [
             self._point(
                 t.tenant_id,
@@ -196,6 +233,7 @@ class KnowledgeService:
         job_lease_s: float = 30.0,
         job_sweep_s: float = 10.0,
         embed_batch: int = EMBED_BATCH,
+        asked_capacity: int = 4096,
     ):
         self._repo = repo
         self._retriever = retriever
@@ -212,6 +250,9 @@ class KnowledgeService:
             sweep_s=job_sweep_s,
             batch=embed_batch,
         )
+        # The questions searched lately, by tenant and text, with the vector they came with:
+        # the turn that question starts is remembered without embedding it again.
+        self._asked = RecentVectors(asked_capacity)
         # Turns that arrive together are stored together: one embedding call, one upsert.
         self._remembering: Coalescer[MemoryTurn, None] = Coalescer(
             self._remember_all, max_batch=embed_batch, name="knowledge-remember"
@@ -331,6 +372,8 @@ class KnowledgeService:
             raise EmbeddingMismatchError(
                 f"query embedded with {request.embedding_model}, index uses {self.embedding_model}"
             )
+        if request.vector is not None:
+            self._asked.put((request.tenant_id, request.query), request.vector)
         candidates = await self._retriever.candidates(
             request.tenant_id, request.query, request.vector, tuple(request.kinds)
         )
@@ -347,7 +390,8 @@ class KnowledgeService:
     async def _remember_all(self, turns: list[MemoryTurn]) -> list[None]:
         for turn in turns:  # each in its own tenant's transaction
             await self._repo.save_memory(turn)
-        points = await asyncio.to_thread(self._retriever.memory_points, turns)
+        known = {_asked(t): v for t in turns if (v := self._asked.get(_asked(t))) is not None}
+        points = await asyncio.to_thread(self._retriever.memory_points, turns, known)
         await self._store.upsert(points)
         return [None] * len(turns)
 
