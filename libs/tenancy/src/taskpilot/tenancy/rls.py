@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 APP_ROLE = "taskpilot_app"
@@ -23,8 +23,12 @@ async def tenant_transaction(
 ) -> AsyncIterator[AsyncConnection]:
     """A transaction that can see and write only ``tenant_id``'s rows."""
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(APP_ROLE)))
-        await conn.execute("SELECT set_config(%s, %s, true)", (SETTING, tenant_id))
+        # SET LOCAL ROLE and the tenant in one round trip (``role`` is a setting too, checked
+        # as SET ROLE checks it): every tenant's write pays this.
+        await conn.execute(
+            "SELECT set_config('role', %s, true), set_config(%s, %s, true)",
+            (APP_ROLE, SETTING, tenant_id),
+        )
         yield conn
 
 
