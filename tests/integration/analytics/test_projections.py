@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any, cast
 
 import pytest
@@ -239,3 +241,33 @@ async def test_the_rebuild_command_reports_identical_read_models(
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"tenant {tenant}: " in done.stdout and "same" in done.stdout
     assert "CONVERSATION: " in done.stdout
+
+
+async def test_events_applied_in_batches_across_tenants_equal_one_by_one(
+    store: ProjectionStore, operator: OperatorStore, postgres_admin_url: str
+) -> None:
+    """The live projector applies what arrives together in one transaction, switching tenant
+    between events: the read models must be those of applying each event alone."""
+    tenants = ["t" + uuid.uuid4().hex[:8] for _ in range(3)]
+    histories = [history(t, START) for t in tenants]
+    interleaved: list[Message] = [
+        e for group in itertools.zip_longest(*histories) for e in group if e is not None
+    ]
+    projector = Projector(store, max_batch=16)
+    await asyncio.gather(*(projector.when_event(_projectable(e)) for e in interleaved))
+    assert projector.batching.calls < len(interleaved)  # batches did form
+    redelivered = interleaved[:5]
+    assert await store.apply_many([_projectable(e) for e in redelivered]) == [False] * 5
+
+    name = scratch_database_name()
+    expected_pool = await open_pool(create_database(postgres_admin_url, name), max_size=2)
+    try:
+        expected = OperatorStore(expected_pool)
+        await expected.migrate()
+        for events in histories:
+            await apply_all(ProjectionStore(expected_pool), events)
+        for tenant in tenants:
+            assert await operator.snapshot(tenant) == await expected.snapshot(tenant)
+    finally:
+        await expected_pool.close()
+        drop_database(postgres_admin_url, name)

@@ -32,6 +32,12 @@ async def tenant_transaction(
         yield conn
 
 
+async def switch_tenant(conn: AsyncConnection, tenant_id: str) -> None:
+    """Inside a :func:`tenant_transaction`: the statements after this see only ``tenant_id``'s
+    rows (one transaction applying several tenants' changes in turn)."""
+    await conn.execute("SELECT set_config(%s, %s, true)", (SETTING, tenant_id))
+
+
 def ensure_app_role_sql() -> str:
     return f"""
 DO $$ BEGIN

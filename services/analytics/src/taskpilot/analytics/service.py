@@ -22,6 +22,7 @@ from taskpilot.analytics.repository import (
     ProjectionStore,
     ReadModels,
 )
+from taskpilot.runtime.batching import Coalescer
 from taskpilot.runtime.bus import MSG_ID, Bus
 from taskpilot.tenancy import TenantDirectory, UnknownTenantError
 
@@ -39,11 +40,18 @@ class DeadLetterClosedError(Exception):
 
 
 class Projector:
-    def __init__(self, store: ProjectionStore):
+    """Events that arrive together are applied together: one transaction for the batch (one
+    BEGIN, lock and COMMIT instead of one per event); a batch that fails is applied again
+    event by event, so a bad event fails only its own delivery."""
+
+    def __init__(self, store: ProjectionStore, max_batch: int = 64):
         self._store = store
+        self.batching: Coalescer[Projectable, bool] = Coalescer(
+            store.apply_many, max_batch=max_batch, name="analytics-project"
+        )
 
     async def when_event(self, event: Projectable) -> None:
-        await self._store.apply(event)
+        await self.batching.submit(event)
 
 
 class Dashboard:

@@ -15,7 +15,7 @@ only after commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -29,6 +29,7 @@ from taskpilot.contracts import conversation as ev
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.contracts.tools import BookingCancelled, PaymentReceived, SlotBooked
 from taskpilot.tenancy import tenant_transaction
+from taskpilot.tenancy.rls import switch_tenant
 
 PROJECTION_LOCK = 0x7A_6E_A1_71
 """Advisory lock key: shared by each live projection, exclusive during a rebuild."""
@@ -46,9 +47,30 @@ class ProjectionStore:
         async with tenant_transaction(self._pool, event.tenant_id) as conn:
             return await self.apply_in(conn, event, live=live)
 
-    async def apply_in(self, conn: AsyncConnection, event: Projectable, *, live: bool) -> bool:
-        """Apply one event inside a tenant transaction the caller opened for its tenant."""
-        if live:
+    async def apply_many(self, events: Sequence[Projectable]) -> list[bool]:
+        """Apply live events in one transaction, tenant by tenant (each tenant's in the order
+        given); for each, False when it had been applied before. All or none: a failure rolls
+        back the whole batch."""
+        if not events:
+            return []
+        by_tenant = sorted(range(len(events)), key=lambda i: events[i].tenant_id)  # stable
+        applied = [False] * len(events)
+        async with tenant_transaction(self._pool, events[by_tenant[0]].tenant_id) as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
+            tenant = events[by_tenant[0]].tenant_id
+            for i in by_tenant:
+                if events[i].tenant_id != tenant:
+                    tenant = events[i].tenant_id
+                    await switch_tenant(conn, tenant)
+                applied[i] = await self.apply_in(conn, events[i], live=True, locked=True)
+        return applied
+
+    async def apply_in(
+        self, conn: AsyncConnection, event: Projectable, *, live: bool, locked: bool = False
+    ) -> bool:
+        """Apply one event inside a tenant transaction the caller opened for its tenant
+        (``locked``: the caller took the live projection lock in this transaction)."""
+        if live and not locked:
             await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
         if not await _first_time(conn, event):
             return False
