@@ -1,12 +1,22 @@
 """``python -m taskpilot.analytics``: run analytics as its own process."""
 
+import logging
+import os
+
 from taskpilot.analytics.app import create
 from taskpilot.analytics.settings import AnalyticsSettings
 from taskpilot.runtime.host import run, serve
 
+log = logging.getLogger("taskpilot.analytics")
+
 
 async def main() -> None:
-    await serve([await create(AnalyticsSettings())])
+    settings = AnalyticsSettings()
+    if settings.nice:
+        # Background work yields the cores to the reply path (see the setting).
+        log.info("CPU priority lowered by %d", settings.nice)
+        os.nice(settings.nice)
+    await serve([await create(settings)])
 
 
 if __name__ == "__main__":
