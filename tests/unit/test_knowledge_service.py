@@ -59,6 +59,7 @@ class FakeStore:
     points: dict[str, VectorPoint] = field(default_factory=dict)
     fail_upserts: bool = False
     log: list[str] = field(default_factory=list)
+    during_search: Callable[[], None] | None = None
 
     async def open(self) -> None: ...
 
@@ -73,6 +74,8 @@ class FakeStore:
     async def search(self, query: StoreQuery) -> list[Candidate]:
         if query.space != self.space:
             raise EmbeddingMismatchError("other model")
+        if self.during_search is not None:
+            self.during_search()
         return [
             Candidate(p.id, p.payload(), float(np.dot(p.vector, query.dense)))
             for p in self.points.values()
@@ -397,3 +400,18 @@ async def test_a_turn_is_remembered_with_its_question_vector_from_the_search(
     assert acme.vector == asked
     assert other.vector == [float(x) for x in embedder._encode(["do you cut curly hair?"])[0]]
     assert acme.answer == "Yes, every day." and acme.text == "do you cut curly hair?"
+
+
+async def test_the_version_given_with_hits_is_never_newer_than_the_hits(
+    parts: tuple[KnowledgeService, FakeRepository, FakeStore, FakeBus],
+) -> None:
+    """A change commits its version before it reaches the index: a version read after the
+    search could label the old content's hits with the new version (and inference would cache
+    an answer from them under it)."""
+    service, repo, store, _ = parts
+    await service.add_faq("acme", "gift cards", "From 20 euros.")
+    store.during_search = lambda: repo._bump("acme")  # a change commits during the search
+    result = await service.search(
+        SearchKnowledge(tenant_id="acme", correlation_id="c", query="gift cards", top_k=1)
+    )
+    assert result.knowledge_version == 1 and repo.version_of["acme"] == 2

@@ -374,12 +374,17 @@ class KnowledgeService:
             )
         if request.vector is not None:
             self._asked.put((request.tenant_id, request.query), request.vector)
+        # The version before the search: a change commits its version, then updates the index,
+        # so hits are never older than this version. Read after the search, a change landing
+        # in between would label hits of the old content with the new version, and inference
+        # would cache an answer from them that the change's KnowledgeUpdated never drops.
+        version = await self._repo.version(request.tenant_id)
         candidates = await self._retriever.candidates(
             request.tenant_id, request.query, request.vector, tuple(request.kinds)
         )
         return KnowledgeSearchResult(
             hits=fuse(candidates, request.top_k, self._retriever.policy, request.min_score),
-            knowledge_version=await self._repo.version(request.tenant_id),
+            knowledge_version=version,
             embedding_model=self.embedding_model,
         )
 
