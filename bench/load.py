@@ -458,7 +458,7 @@ async def main(args: argparse.Namespace) -> int:
         print(f"  {result['embedder']['msgs_per_s']:.0f} msgs/s", flush=True)
 
         env = {"TASKPILOT_FAIR_CONSUMERS": "false"} if args.fifo else {}
-        env.update(dict(kv.split("=", 1) for kv in args.service_env))
+        env.update(args.service_env)
         print(
             f"starting 6 services + Graph stand-in (nats {nats.url}, db {dbname}) ...", flush=True
         )
@@ -596,7 +596,12 @@ def print_report(r: dict[str, Any]) -> None:
             "embedder (target >= 0.5)",
             f"  every consumer idle after {c['count']} messages: "
             f"{c['all_work_msgs_per_s']:.1f} msgs/s including background work "
-            f"({c['background_drain_s']:.0f} s after the last reply)",
+            f"({c['background_drain_s']:.0f} s after the last reply)"
+            + (
+                f"; STILL BUSY at the deadline: {c['busy_after_drain']}"
+                if c["busy_after_drain"]
+                else ""
+            ),
             "  CPU ms per message (until idle): "
             + ", ".join(f"{k} {v}" for k, v in c["cpu_ms_per_msg"].items()),
             f"  cores busy: ours {busy['ours']:.2f}, machine {busy['machine']:.2f}",
@@ -644,6 +649,13 @@ def print_report(r: dict[str, Any]) -> None:
     print("\n".join(lines), flush=True)
 
 
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tenants", type=int, default=100)
@@ -664,6 +676,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--service-env",
         action="append",
         default=[],
+        type=key_value,
         metavar="KEY=VALUE",
         help="an environment variable for the services only (repeatable)",
     )

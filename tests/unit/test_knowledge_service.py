@@ -155,6 +155,7 @@ class FakeJobs:
 @dataclass
 class FakeRepository:
     version_of: dict[str, int] = field(default_factory=dict)
+    indexed_of: dict[str, int] = field(default_factory=dict)
     faqs: dict[str, Faq] = field(default_factory=dict)
     memories: list[MemoryTurn] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
@@ -174,6 +175,12 @@ class FakeRepository:
 
     async def version(self, tenant_id: str) -> int:
         return self.version_of.get(tenant_id, 0)
+
+    async def indexed_version(self, tenant_id: str) -> int:
+        return self.indexed_of.get(tenant_id, 0)
+
+    async def mark_indexed(self, tenant_id: str, version: int) -> None:
+        self.indexed_of[tenant_id] = max(self.indexed_of.get(tenant_id, 0), version)
 
     async def save_memory(self, turn: MemoryTurn) -> None:
         self.memories.append(turn)
@@ -405,13 +412,15 @@ async def test_a_turn_is_remembered_with_its_question_vector_from_the_search(
 async def test_the_version_given_with_hits_is_never_newer_than_the_hits(
     parts: tuple[KnowledgeService, FakeRepository, FakeStore, FakeBus],
 ) -> None:
-    """A change commits its version before it reaches the index: a version read after the
-    search could label the old content's hits with the new version (and inference would cache
-    an answer from them under it)."""
+    """A change commits its version before its points reach the index: hits labelled with the
+    committed version could be the old content's (and inference would cache an answer from
+    them under a version its KnowledgeUpdated does not drop)."""
     service, repo, store, _ = parts
     await service.add_faq("acme", "gift cards", "From 20 euros.")
-    store.during_search = lambda: repo._bump("acme")  # a change commits during the search
-    result = await service.search(
-        SearchKnowledge(tenant_id="acme", correlation_id="c", query="gift cards", top_k=1)
-    )
-    assert result.knowledge_version == 1 and repo.version_of["acme"] == 2
+    repo._bump("acme")  # a second change committed, its points not yet in the index
+    store.during_search = lambda: repo._bump("acme")  # and a third commits during the search
+    request = SearchKnowledge(tenant_id="acme", correlation_id="c", query="gift cards", top_k=1)
+    assert (await service.search(request)).knowledge_version == 1
+    await service.add_faq("acme", "parking", "Plaza Mayor.")  # indexed, then announced
+    store.during_search = None
+    assert (await service.search(request)).knowledge_version == repo.version_of["acme"] == 4

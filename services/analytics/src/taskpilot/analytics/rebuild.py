@@ -1,6 +1,6 @@
 """Rebuild the read models from the event history (``taskpilot projections rebuild``).
 
-1. Take the projection lock exclusively: live projections (which take it shared, per event)
+1. Take the projection lock exclusively: live projections (which take it shared, per transaction)
    wait, with their messages kept in progress, so they cannot interleave with the replay.
 2. Empty every read model (operator input, such as dead-letter actions, is kept).
 3. Replay each source stream from its first message to the last one present when the replay

@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS knowledge_jobs (
     PRIMARY KEY (tenant_id, id)
 );
 ALTER TABLE knowledge_jobs ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0;
+-- The last version whose content the index holds (set just before it is announced); NULL in
+-- rows from before it existed, read as the version.
+ALTER TABLE knowledge_versions ADD COLUMN IF NOT EXISTS indexed_version bigint;
 -- A running job's embedded chunks (its progress), dropped when the job ends.
 CREATE TABLE IF NOT EXISTS knowledge_job_vectors (
     tenant_id        text NOT NULL,
@@ -268,6 +271,24 @@ class KnowledgeRepository:
             cur = await conn.execute("SELECT version FROM knowledge_versions")
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def indexed_version(self, tenant_id: str) -> int:
+        """The last version whose content is in the index (see :meth:`mark_indexed`)."""
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            cur = await conn.execute(
+                "SELECT coalesce(indexed_version, version) FROM knowledge_versions"
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def mark_indexed(self, tenant_id: str, version: int) -> None:
+        """The index now holds ``version``'s content (never moves back)."""
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            await conn.execute(
+                """UPDATE knowledge_versions
+                   SET indexed_version = greatest(coalesce(indexed_version, 0), %s)""",
+                (version,),
+            )
 
     async def tenants_indexed_with_another_model(self) -> list[str]:
         async with self._pool.connection() as conn:

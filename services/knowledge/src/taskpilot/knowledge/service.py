@@ -16,6 +16,9 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from taskpilot.contracts import Message
 from taskpilot.contracts.knowledge import (
     KnowledgeSearchResult,
@@ -76,15 +79,15 @@ class RecentVectors:
 
     def __init__(self, capacity: int):
         self._capacity = capacity
-        self._items: OrderedDict[tuple[str, str], Sequence[float]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], npt.NDArray[np.float32]] = OrderedDict()
 
     def put(self, key: tuple[str, str], vector: Sequence[float]) -> None:
-        self._items[key] = vector
+        self._items[key] = np.asarray(vector, dtype=np.float32)  # 1.5 KB at 384-d, not 12
         self._items.move_to_end(key)
         while len(self._items) > self._capacity:
             self._items.popitem(last=False)
 
-    def get(self, key: tuple[str, str]) -> Sequence[float] | None:
+    def get(self, key: tuple[str, str]) -> npt.NDArray[np.float32] | None:
         return self._items.get(key)
 
     def __len__(self) -> int:
@@ -144,7 +147,7 @@ class Retriever:
     def memory_points(
         self,
         turns: Sequence[MemoryTurn],
-        known: Mapping[tuple[str, str], Sequence[float]] | None = None,
+        known: Mapping[tuple[str, str], Sequence[float] | npt.NDArray[np.float32]] | None = None,
     ) -> list[VectorPoint]:
         """A remembered turn is found by what the lead said: the lead's words embedded as a
         query, like the recall query they are compared with (a question against a question,
@@ -176,7 +179,7 @@ class Retriever:
         item_id: str,
         title: str,
         text: str,
-        vector: Sequence[float],
+        vector: Sequence[float] | npt.NDArray[np.float32],
         *,
         answer: str | None = None,
         keywords_of: str | None = None,
@@ -263,6 +266,9 @@ class KnowledgeService:
         return self._retriever.space.model
 
     async def _announce(self, tenant_id: str, version: int, change: str, item_id: str) -> None:
+        """Once the index holds ``version``'s content: searches are labelled with it from now
+        on, and inference drops what it cached under older versions."""
+        await self._repo.mark_indexed(tenant_id, version)
         await self._bus.publish(
             KnowledgeUpdated(
                 tenant_id=tenant_id,
@@ -372,16 +378,19 @@ class KnowledgeService:
             raise EmbeddingMismatchError(
                 f"query embedded with {request.embedding_model}, index uses {self.embedding_model}"
             )
-        if request.vector is not None:
-            self._asked.put((request.tenant_id, request.query), request.vector)
-        # The version before the search: a change commits its version, then updates the index,
-        # so hits are never older than this version. Read after the search, a change landing
-        # in between would label hits of the old content with the new version, and inference
-        # would cache an answer from them that the change's KnowledgeUpdated never drops.
-        version = await self._repo.version(request.tenant_id)
+        # The hits are labelled with the last version the index is known to hold, read before
+        # the search: the content searched is that version's or newer, never older. A change's
+        # version commits before its points reach the index (FAQs), so labelling with the
+        # committed version, or reading it after the search, could put the new version on the
+        # old content's hits; inference would cache an answer from them under a version that
+        # the change's KnowledgeUpdated does not drop. A label older than the content only
+        # makes that answer dropped sooner.
+        version = await self._repo.indexed_version(request.tenant_id)
         candidates = await self._retriever.candidates(
             request.tenant_id, request.query, request.vector, tuple(request.kinds)
         )
+        if request.vector is not None:  # the store took it: the right model and size
+            self._asked.put((request.tenant_id, request.query), request.vector)
         return KnowledgeSearchResult(
             hits=fuse(candidates, request.top_k, self._retriever.policy, request.min_score),
             knowledge_version=version,

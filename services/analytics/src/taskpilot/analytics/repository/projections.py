@@ -6,7 +6,7 @@ runs, so a redelivery (JetStream's, or a rebuild overlapping the live consumer) 
 Events of one stream are applied in stream order (ordered consumers); projections of different
 streams touch different tables, so the interleaving of streams never changes the result.
 
-The live projector takes a shared advisory lock per event and a rebuild the exclusive one, so
+The live projector takes a shared advisory lock per transaction and a rebuild the exclusive one, so
 the two never interleave (see :mod:`taskpilot.analytics.rebuild`). Every change to a
 conversation is announced with ``pg_notify`` inside the transaction, so listeners hear of it
 only after commit.
