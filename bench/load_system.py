@@ -32,6 +32,7 @@ from taskpilot.runtime.db import open_pool
 from taskpilot.runtime.servers import NatsServer, free_port
 from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.testing import ServiceProcess, eventually
+from taskpilot.runtime.testing.system import system_env
 from taskpilot.runtime.testing.tokens import inline_jwks, operator
 from taskpilot.tenancy import BusinessProfile, SecretBox, Tenant, TenantDirectory, TenantSecrets
 from taskpilot.tenancy.tokens import LocalIssuer
@@ -140,13 +141,8 @@ class System:
     async def start(self, extra_env: dict[str, str] | None = None, timeout: float = 180) -> None:
         sandbox_port = free_port()
         (self.data / "qdrant").mkdir(parents=True, exist_ok=True)
-        self.env = {
-            "NATS_URL": self.nats.url,
-            "DATABASE_URL": self.database_url,
-            "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
-            "TASKPILOT_DATA_DIR": str(self.data),
-            "TASKPILOT_KNOWLEDGE_QDRANT_PATH": str(self.data / "qdrant"),
-            "TASKPILOT_INGEST_GRAPH_API_BASE": f"http://127.0.0.1:{sandbox_port}",
+        self.env = {  # each service's port is added as it starts (a restart gets a new one)
+            **system_env(self.nats.url, self.database_url, self.data, sandbox_port, {}),
             "TASKPILOT_AUTH_JWKS": inline_jwks(LocalIssuer.in_data_dir(self.data)),
             **(extra_env or {}),
         }

@@ -19,9 +19,9 @@ from taskpilot.cli.dev import build_apps, seed_demo
 from taskpilot.ingest.meta import signed, text_webhook
 from taskpilot.runtime.host import serve
 from taskpilot.runtime.servers import NatsServer, free_port
-from taskpilot.runtime.settings import DEV_SECRET_KEYS
 from taskpilot.runtime.telemetry import setup_tracing
 from taskpilot.runtime.testing import eventually
+from taskpilot.runtime.testing.system import system_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SERVICES = ("ingest", "conversation", "inference", "knowledge", "tools", "analytics")
@@ -36,14 +36,14 @@ async def everything(
     nats = NatsServer(tmp_path / "nats").start()
     ports = {name: free_port() for name in (*SERVICES, "sandbox")}
     env = {
-        "NATS_URL": nats.url,
-        "DATABASE_URL": fresh_database_url,
-        "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
-        "TASKPILOT_DATA_DIR": str(tmp_path),
-        "TASKPILOT_KNOWLEDGE_QDRANT_PATH": str(tmp_path / "qdrant"),
+        **system_env(
+            nats.url,
+            fresh_database_url,
+            tmp_path,
+            ports["sandbox"],
+            {n: ports[n] for n in SERVICES},
+        ),
         "TASKPILOT_DEV_SANDBOX_PORT": str(ports["sandbox"]),
-        "TASKPILOT_INGEST_GRAPH_API_BASE": f"http://127.0.0.1:{ports['sandbox']}",
-        **{f"TASKPILOT_{n.upper()}_HTTP_PORT": str(ports[n]) for n in SERVICES},
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # the services read their settings from the environment

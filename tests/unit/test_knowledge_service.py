@@ -173,9 +173,6 @@ class FakeRepository:
         self.faqs[faq.id] = faq
         return faq, self._bump(tenant_id)
 
-    async def version(self, tenant_id: str) -> int:
-        return self.version_of.get(tenant_id, 0)
-
     async def indexed_version(self, tenant_id: str) -> int:
         return self.indexed_of.get(tenant_id, 0)
 
@@ -202,19 +199,24 @@ class FakeBus:
         return True
 
 
+def knowledge(
+    repo: FakeRepository, store: FakeStore, bus: FakeBus, embedder: WordEmbedder, **settings: int
+) -> KnowledgeService:
+    return KnowledgeService(
+        repo,  # type: ignore[arg-type]
+        Retriever(store, embedder, HybridPolicy(min_score=-1)),
+        bus,
+        **settings,
+    )
+
+
 @pytest.fixture
 def parts() -> tuple[KnowledgeService, FakeRepository, FakeStore, FakeBus]:
     embedder = WordEmbedder()
     store = FakeStore(EmbeddingSpace(embedder.name, embedder.dim))
     repo = FakeRepository()
     bus = FakeBus(log=repo.log)
-    service = KnowledgeService(
-        repo,  # type: ignore[arg-type]
-        Retriever(store, embedder, HybridPolicy(min_score=-1)),
-        bus,
-        max_upload_bytes=1000,
-    )
-    return service, repo, store, bus
+    return knowledge(repo, store, bus, embedder, max_upload_bytes=1000), repo, store, bus
 
 
 async def test_a_faq_is_committed_then_indexed_then_announced(
@@ -281,11 +283,7 @@ async def test_a_resumed_job_embeds_only_the_chunks_left(
 ) -> None:
     _, repo, store, bus = parts
     embedder = CountingEmbedder()
-    service = KnowledgeService(
-        repo,  # type: ignore[arg-type]
-        Retriever(store, embedder, HybridPolicy(min_score=-1)),
-        bus,
-    )
+    service = knowledge(repo, store, bus, embedder)
     chunks = [Chunk(0, "Hours", "We open at nine."), Chunk(1, "Prices", "A cut is 35 euros.")]
     document = Document(
         id="d1",
@@ -366,11 +364,7 @@ async def test_a_turn_is_remembered_with_its_question_vector_from_the_search(
 ) -> None:
     _, repo, store, bus = parts
     embedder = CountingEmbedder()
-    service = KnowledgeService(
-        repo,  # type: ignore[arg-type]
-        Retriever(store, embedder, HybridPolicy(min_score=-1)),
-        bus,
-    )
+    service = knowledge(repo, store, bus, embedder)
     asked = [0.0] * 31 + [1.0]  # what inference sent with its search
     await service.search(
         SearchKnowledge(

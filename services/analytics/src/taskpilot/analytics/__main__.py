@@ -12,11 +12,12 @@ log = logging.getLogger("taskpilot.analytics")
 
 async def main() -> None:
     settings = AnalyticsSettings()
+    app = await create(settings)  # sets up logging
     if settings.nice:
         # Background work yields the cores to the reply path (see the setting).
-        log.info("CPU priority lowered by %d", settings.nice)
         os.nice(settings.nice)
-    await serve([await create(settings)])
+        log.info("CPU priority lowered by %d", settings.nice)
+    await serve([app])
 
 
 if __name__ == "__main__":

@@ -266,12 +266,6 @@ class KnowledgeRepository:
             return [row[0] for row in await cur.fetchall()]
 
     # -- versions and the embedding model ---------------------------------------------------------
-    async def version(self, tenant_id: str) -> int:
-        async with tenant_transaction(self._pool, tenant_id) as conn:
-            cur = await conn.execute("SELECT version FROM knowledge_versions")
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
     async def indexed_version(self, tenant_id: str) -> int:
         """The last version whose content is in the index (see :meth:`mark_indexed`)."""
         async with tenant_transaction(self._pool, tenant_id) as conn:

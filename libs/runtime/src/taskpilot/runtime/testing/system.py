@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,23 @@ from taskpilot.tenancy.tokens import LocalIssuer
 
 SANDBOX = "sandbox"
 """The Graph API stand-in (``taskpilot.ingest.sandbox``), started beside the services."""
+
+
+def system_env(
+    nats_url: str, database_url: str, data: Path, sandbox_port: int, ports: Mapping[str, int]
+) -> dict[str, str]:
+    """What every service of one system reads from its environment: the bus, the database,
+    the key ring, the shared data directory (analytics' issuer key, Qdrant's store), the Graph
+    stand-in, and each service's own HTTP port (``ports``, by service name)."""
+    return {
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_url,
+        "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
+        "TASKPILOT_DATA_DIR": str(data),
+        "TASKPILOT_KNOWLEDGE_QDRANT_PATH": str(data / "qdrant"),
+        "TASKPILOT_INGEST_GRAPH_API_BASE": f"http://127.0.0.1:{sandbox_port}",
+        **{f"TASKPILOT_{name.upper()}_HTTP_PORT": str(port) for name, port in ports.items()},
+    }
 
 
 @dataclass
@@ -70,14 +87,10 @@ def process_system(
     database_url = create_database(postgres_admin_url, dbname)
     ports = {name: free_port() for name in (*names, SANDBOX)}
     shared = {
-        "NATS_URL": nats_server.url,
-        "DATABASE_URL": database_url,
-        "TASKPILOT_SECRET_KEYS": DEV_SECRET_KEYS,
-        "TASKPILOT_DATA_DIR": str(data),
-        "TASKPILOT_KNOWLEDGE_QDRANT_PATH": str(data / "qdrant"),
-        "TASKPILOT_INGEST_GRAPH_API_BASE": f"http://127.0.0.1:{ports[SANDBOX]}",
+        **system_env(
+            nats_server.url, database_url, data, ports[SANDBOX], {n: ports[n] for n in names}
+        ),
         "PORT": str(ports[SANDBOX]),
-        **{f"TASKPILOT_{n.upper()}_HTTP_PORT": str(ports[n]) for n in names},
         **(env or {}),
     }
     processes = {

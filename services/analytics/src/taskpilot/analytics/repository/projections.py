@@ -45,6 +45,8 @@ class ProjectionStore:
         """Apply one event; False when it had been applied before. ``live=False`` (rebuild):
         no lock (the rebuild holds it) and no notifications."""
         async with tenant_transaction(self._pool, event.tenant_id) as conn:
+            if live:
+                await _lock_shared(conn)
             return await self.apply_in(conn, event, live=live)
 
     async def apply_many(self, events: Sequence[Projectable]) -> list[bool]:
@@ -56,28 +58,29 @@ class ProjectionStore:
         by_tenant = sorted(range(len(events)), key=lambda i: events[i].tenant_id)  # stable
         applied = [False] * len(events)
         async with tenant_transaction(self._pool, events[by_tenant[0]].tenant_id) as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
+            await _lock_shared(conn)
             tenant = events[by_tenant[0]].tenant_id
             for i in by_tenant:
                 if events[i].tenant_id != tenant:
                     tenant = events[i].tenant_id
                     await switch_tenant(conn, tenant)
-                applied[i] = await self.apply_in(conn, events[i], live=True, locked=True)
+                applied[i] = await self.apply_in(conn, events[i], live=True)
         return applied
 
-    async def apply_in(
-        self, conn: AsyncConnection, event: Projectable, *, live: bool, locked: bool = False
-    ) -> bool:
-        """Apply one event inside a tenant transaction the caller opened for its tenant
-        (``locked``: the caller took the live projection lock in this transaction)."""
-        if live and not locked:
-            await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
+    async def apply_in(self, conn: AsyncConnection, event: Projectable, *, live: bool) -> bool:
+        """Apply one event inside a tenant transaction the caller opened for its tenant (a
+        live caller holds the projection lock shared, a rebuild exclusively)."""
         if not await _first_time(conn, event):
             return False
         await projection_of(event)(conn, event)
         if live and isinstance(event, ev.ConversationEvent | DeadLettered):
             await _announce(conn, event)
         return True
+
+
+async def _lock_shared(conn: AsyncConnection) -> None:
+    """Live projections hold the lock shared for their transaction; a rebuild waits for them."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
 
 
 async def _first_time(conn: AsyncConnection, e: Projectable) -> bool:
