@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from taskpilot.ingest import handlers
 from taskpilot.ingest.adapters import GraphApi, Obstore, PipelinedPublisher, SendLedger
 from taskpilot.ingest.api import IngestHttp
@@ -16,7 +14,7 @@ from taskpilot.runtime.ops import add_ops_routes
 
 async def create(settings: IngestSettings) -> ServiceApp:
     res = await connect(settings, "ingest")
-    client = httpx.AsyncClient(timeout=settings.graph_timeout_s)
+    client = GraphApi.session(settings.graph_timeout_s)
     api = GraphApi(client, settings.graph_api_base, settings.graph_api_version)
     sender = SenderService(
         res.bus,
@@ -54,5 +52,5 @@ async def create(settings: IngestSettings) -> ServiceApp:
         http,
         settings.http_host,
         settings.http_port,
-        on_stop=[client.aclose, res.close],
+        on_stop=[client.close, res.close],
     )

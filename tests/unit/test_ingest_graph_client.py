@@ -1,0 +1,159 @@
+"""The Graph API client against local HTTP servers: what each kind of failure becomes.
+
+The sender's retry decisions read ``GraphApiError.code`` (Meta's error code; ``None`` when no
+answer came back), so a refused connection, a hung server, an HTML 502 from a proxy and Meta's
+own error object must each arrive as the right error, never as an unhandled exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from taskpilot.ingest.adapters.graph import GraphApi, GraphApiError
+from taskpilot.ingest.media import MediaTooLargeError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[object]:
+    client = GraphApi.session(timeout_s=0.5)
+    yield client
+    await client.close()
+
+
+async def test_a_send_returns_metas_message_id_and_carries_the_token(serve, session) -> None:
+    seen: list[tuple[str, str, dict[str, object]]] = []
+
+    async def messages(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers["Authorization"], await request.json()))
+        return web.json_response({"messaging_product": "whatsapp", "messages": [{"id": "wamid.1"}]})
+
+    api = GraphApi(session, await serve(messages), "v21.0")
+    body = {"messaging_product": "whatsapp", "to": "346", "type": "text", "text": {"body": "hi"}}
+
+    assert await api.send("555", "tok", body) == "wamid.1"
+    assert seen == [("/v21.0/555/messages", "Bearer tok", body)]
+
+
+async def test_metas_error_object_gives_its_code_and_status(serve, session) -> None:
+    async def rate_limited(request: web.Request) -> web.Response:
+        error = {"message": "Rate limit hit", "type": "OAuthException", "code": 130429}
+        return web.json_response({"error": error}, status=400)
+
+    api = GraphApi(session, await serve(rate_limited), "v21.0")
+    with pytest.raises(GraphApiError) as caught:
+        await api.mark_read("555", "tok", "wamid.A", typing=True)
+
+    assert (caught.value.code, caught.value.http_status) == (130429, 400)
+    assert caught.value.message == "Rate limit hit"
+
+
+async def test_a_proxys_html_error_keeps_the_status_and_the_start_of_the_body(
+    serve, session
+) -> None:
+    async def bad_gateway(request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>502 Bad Gateway</html>" + "x" * 500)
+
+    api = GraphApi(session, await serve(bad_gateway), "v21.0")
+    with pytest.raises(GraphApiError) as caught:
+        await api.send("555", "tok", {"to": "346"})
+
+    assert (caught.value.code, caught.value.http_status) == (None, 502)
+    assert caught.value.message.startswith("<html>502 Bad Gateway</html>")
+    assert len(caught.value.message) == 200
+
+
+async def test_a_200_without_a_message_id_is_an_error_not_a_crash(serve, session) -> None:
+    async def odd(request: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(["not", "an", "object"]))
+
+    api = GraphApi(session, await serve(odd), "v21.0")
+    with pytest.raises(GraphApiError, match="no message id"):
+        await api.send("555", "tok", {"to": "346"})
+
+
+async def test_a_refused_connection_is_transient(session) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    api = GraphApi(session, f"http://127.0.0.1:{port}", "v21.0")
+
+    with pytest.raises(GraphApiError) as caught:
+        await api.send("555", "tok", {"to": "346"})
+    assert (caught.value.code, caught.value.http_status) == (None, None)
+
+
+async def test_a_server_that_never_answers_times_out_as_transient(serve, session) -> None:
+    never = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await never.wait()
+        return web.Response()
+
+    api = GraphApi(session, await serve(hang), "v21.0")
+    with pytest.raises(GraphApiError) as caught:
+        await api.send("555", "tok", {"to": "346"})
+    never.set()  # let the server's handler end, so the server stops at once
+    assert (caught.value.code, caught.value.http_status) == (None, None)
+    assert "Timeout" in caught.value.message
+
+
+async def test_media_download_stops_at_the_limit_declared_or_streamed(serve, session) -> None:
+    async def declared(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 5000)
+
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()  # chunked: no content-length to go by
+        await response.prepare(request)
+        for _ in range(10):
+            await response.write(b"y" * 1000)
+        await response.write_eof()
+        return response
+
+    async def fine(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer tok"
+        return web.Response(body=b"z" * 100)
+
+    for handler in (declared, streamed):
+        api = GraphApi(session, "http://unused", "v21.0")
+        with pytest.raises(MediaTooLargeError):
+            await api.download(await serve(handler) + "/media", "tok", limit=4096)
+    assert await api.download(await serve(fine) + "/media", "tok", limit=4096) == b"z" * 100
+
+
+async def test_a_failed_download_gives_metas_code(serve, session) -> None:
+    async def expired(request: web.Request) -> web.Response:
+        error = {"message": "Access token has expired", "code": 190}
+        return web.json_response({"error": error}, status=401)
+
+    api = GraphApi(session, "http://unused", "v21.0")
+    with pytest.raises(GraphApiError) as caught:
+        await api.download(await serve(expired) + "/media", "tok", limit=4096)
+    assert (caught.value.code, caught.value.http_status) == (190, 401)
