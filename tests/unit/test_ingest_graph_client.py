@@ -157,3 +157,28 @@ async def test_a_failed_download_gives_metas_code(serve, session) -> None:
     with pytest.raises(GraphApiError) as caught:
         await api.download(await serve(expired) + "/media", "tok", limit=4096)
     assert (caught.value.code, caught.value.http_status) == (190, 401)
+
+
+async def test_an_egress_proxy_from_the_environment_carries_the_calls(
+    serve, session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:  # a forward proxy sees the full URL
+        asked.append(str(request.url))
+        return web.json_response({"messages": [{"id": "wamid.via-proxy"}]})
+
+    with socket.socket() as sock:  # Graph itself is unreachable: only the proxy answers
+        sock.bind(("127.0.0.1", 0))
+        graph = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("HTTP_PROXY", await serve(proxy))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    assert await GraphApi(session, graph, "v21.0").send("555", "tok", {}) == "wamid.via-proxy"
+    assert asked == [f"{graph}/v21.0/555/messages"]
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # exempt: straight to Graph, which refuses
+    with pytest.raises(GraphApiError):
+        await GraphApi(session, graph, "v21.0").send("555", "tok", {})
+    assert len(asked) == 1

@@ -2,6 +2,11 @@
 
 The W3C ``traceparent`` is injected into NATS headers on publish and extracted on consume, so
 one inbound WhatsApp message is one trace through every service.
+
+Spans are recorded only once something exports them (:class:`ExportGate`): a service without
+``OTEL_EXPORTER_OTLP_ENDPOINT`` still gives every message a trace id (logs, dead letters and
+the headers carry it) but builds no span objects nobody reads (~35 µs each, a few dozen per
+lead message).
 """
 
 from __future__ import annotations
@@ -19,12 +24,34 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, SamplingResult
 
 from taskpilot.tenancy.context import current_tenant
 
 correlation_id: ContextVar[str | None] = ContextVar("taskpilot_correlation", default=None)
 
 _provider: TracerProvider | None = None
+
+
+class ExportGate(Sampler):
+    """The configured sampler once spans are exported; until then none is recorded.
+
+    A dropped span is a ``NonRecordingSpan`` with a real trace and span id, so trace ids in
+    logs and dead letters and the propagated ``traceparent`` stay as they were; it is marked
+    not sampled, which a downstream service that exports (and samples by its parent, the
+    default) follows: give every service the same endpoint (the chart and compose do)."""
+
+    def __init__(self, when_exported: Sampler):
+        self._sampler = when_exported
+        self.exporting = False
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        sampler = self._sampler if self.exporting else ALWAYS_OFF
+        return sampler.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        state = "exporting" if self.exporting else "not exporting"
+        return f"ExportGate({self._sampler.get_description()}, {state})"
 
 
 def setup_tracing(
@@ -34,14 +61,24 @@ def setup_tracing(
     global _provider
     if _provider is None:
         _provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        # Before any tracer exists: tracers keep the provider's sampler (OTEL_TRACES_SAMPLER).
+        _provider.sampler = ExportGate(_provider.sampler)
         trace.set_tracer_provider(_provider)
         if otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(otlp_endpoint)))
+            _gate(_provider).exporting = True
     if processor is not None:
         _provider.add_span_processor(processor)
+        _gate(_provider).exporting = True
     return _provider
+
+
+def _gate(provider: TracerProvider) -> ExportGate:
+    gate = provider.sampler
+    assert isinstance(gate, ExportGate)
+    return gate
 
 
 def tracer(name: str) -> trace.Tracer:

@@ -12,6 +12,8 @@ import json
 from typing import Any, Protocol
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from taskpilot.ingest.media import MediaInfo, MediaTooLargeError
 
@@ -58,17 +60,29 @@ class WhatsAppMedia(Protocol):
 _TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
+def proxy_for(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy ``HTTP_PROXY`` / ``HTTPS_PROXY`` name for ``url`` unless ``NO_PROXY`` exempts
+    it (as curl and httpx read them): for deployments behind an egress proxy. Read once per
+    host here, not per request (aiohttp's ``trust_env`` reads it, and ``~/.netrc``, in a
+    worker thread on every request)."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+    return str(proxy), auth
+
+
 class GraphApi:
     def __init__(self, client: aiohttp.ClientSession, base_url: str, version: str):
         self._client = client
         self._base = base_url.rstrip("/")
         self._version = version
+        self._proxy, self._proxy_auth = proxy_for(self._base)
 
     @classmethod
     def session(cls, timeout_s: float) -> aiohttp.ClientSession:
-        """The client session to pass in (create it on the running loop; close it on stop).
-        ``trust_env`` keeps honouring ``HTTPS_PROXY`` for deployments behind an egress proxy."""
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s), trust_env=True)
+        """The client session to pass in (create it on the running loop; close it on stop)."""
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
 
     async def _post(self, phone_number_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self._base}/{self._version}/{phone_number_id}/messages"
@@ -77,7 +91,12 @@ class GraphApi:
     async def _call(self, method: str, url: str, token: str, **kwargs: Any) -> dict[str, Any]:
         try:
             async with self._client.request(
-                method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs
+                method,
+                url,
+                headers={"Authorization": f"Bearer {token}"},
+                proxy=self._proxy,
+                proxy_auth=self._proxy_auth,
+                **kwargs,
             ) as response:
                 status = response.status
                 raw = await response.read()
@@ -134,7 +153,10 @@ class GraphApi:
         size = 0
         headers = {"Authorization": f"Bearer {token}"}
         try:
-            async with self._client.get(url, headers=headers) as response:
+            proxy, proxy_auth = proxy_for(url)  # the media host is not the API's
+            async with self._client.get(
+                url, headers=headers, proxy=proxy, proxy_auth=proxy_auth
+            ) as response:
                 if response.status >= 400:
                     body = (await response.content.read(300)).decode(errors="replace")
                     raise GraphApiError(_error_code(body), response.status, body)
