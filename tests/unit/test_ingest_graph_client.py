@@ -41,9 +41,16 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
         await runner.cleanup()
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local servers are reached directly, whatever proxy the machine names."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 async def session() -> AsyncIterator[object]:
-    client = GraphApi.session(timeout_s=0.5)
+    client = GraphApi.session(timeout_s=2.0)
     yield client
     await client.close()
 
@@ -110,25 +117,57 @@ async def test_a_refused_connection_is_transient(session) -> None:
     assert (caught.value.code, caught.value.http_status) == (None, None)
 
 
-async def test_a_server_that_never_answers_times_out_as_transient(serve, session) -> None:
+async def test_a_server_that_never_answers_times_out_as_transient(serve) -> None:
     never = asyncio.Event()
 
     async def hang(request: web.Request) -> web.Response:
         await never.wait()
         return web.Response()
 
-    api = GraphApi(session, await serve(hang), "v21.0")
-    with pytest.raises(GraphApiError) as caught:
-        await api.send("555", "tok", {"to": "346"})
-    never.set()  # let the server's handler end, so the server stops at once
+    session = GraphApi.session(timeout_s=0.3)
+    try:
+        api = GraphApi(session, await serve(hang), "v21.0")
+        with pytest.raises(GraphApiError) as caught:
+            await api.send("555", "tok", {"to": "346"})
+    finally:
+        never.set()  # let the server's handler end, so the server stops at once
+        await session.close()
     assert (caught.value.code, caught.value.http_status) == (None, None)
     assert "Timeout" in caught.value.message
 
 
-async def test_media_download_stops_at_the_limit_declared_or_streamed(serve, session) -> None:
-    async def declared(request: web.Request) -> web.Response:
-        return web.Response(body=b"x" * 5000)
+async def test_a_redirect_is_not_followed(serve, session) -> None:
+    async def moved(request: web.Request) -> web.Response:
+        if request.path.endswith("/messages"):
+            raise web.HTTPFound("/elsewhere")
+        return web.json_response({"messages": [{"id": "wamid.elsewhere"}]})
 
+    api = GraphApi(session, await serve(moved), "v21.0")
+    with pytest.raises(GraphApiError) as caught:
+        await api.send("555", "tok", {"to": "346"})
+    assert (caught.value.code, caught.value.http_status) == (None, 302)
+
+
+async def test_media_download_stops_at_the_declared_size_before_reading(serve, session) -> None:
+    stalled = asyncio.Event()
+
+    async def declared(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 1_000_000  # says a megabyte, sends a little, then stalls
+        await response.prepare(request)
+        await response.write(b"x" * 1000)
+        await stalled.wait()
+        return response
+
+    api = GraphApi(session, "http://unused", "v21.0")
+    try:
+        with pytest.raises(MediaTooLargeError):
+            await api.download(await serve(declared) + "/media", "tok", limit=4096)
+    finally:
+        stalled.set()
+
+
+async def test_media_download_stops_once_more_than_the_limit_streamed(serve, session) -> None:
     async def streamed(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()  # chunked: no content-length to go by
         await response.prepare(request)
@@ -137,20 +176,33 @@ async def test_media_download_stops_at_the_limit_declared_or_streamed(serve, ses
         await response.write_eof()
         return response
 
-    async def fine(request: web.Request) -> web.Response:
-        assert request.headers["Authorization"] == "Bearer tok"
-        return web.Response(body=b"z" * 100)
+    api = GraphApi(session, "http://unused", "v21.0")
+    with pytest.raises(MediaTooLargeError):
+        await api.download(await serve(streamed) + "/media", "tok", limit=4096)
 
-    for handler in (declared, streamed):
+
+async def test_a_slow_download_that_keeps_coming_is_not_cut_off(serve) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        assert request.headers["Authorization"] == "Bearer tok"
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(6):  # 0.6 s in all, never 0.3 s without a byte
+            await response.write(b"z" * 100)
+            await asyncio.sleep(0.1)  # a slow network, not synchronisation
+        await response.write_eof()
+        return response
+
+    session = GraphApi.session(timeout_s=0.3)
+    try:
         api = GraphApi(session, "http://unused", "v21.0")
-        with pytest.raises(MediaTooLargeError):
-            await api.download(await serve(handler) + "/media", "tok", limit=4096)
-    assert await api.download(await serve(fine) + "/media", "tok", limit=4096) == b"z" * 100
+        assert await api.download(await serve(slow) + "/media", "tok", limit=4096) == b"z" * 600
+    finally:
+        await session.close()
 
 
 async def test_a_failed_download_gives_metas_code(serve, session) -> None:
     async def expired(request: web.Request) -> web.Response:
-        error = {"message": "Access token has expired", "code": 190}
+        error = {"message": "Access token has expired", "code": 190, "error_data": "d" * 2000}
         return web.json_response({"error": error}, status=401)
 
     api = GraphApi(session, "http://unused", "v21.0")

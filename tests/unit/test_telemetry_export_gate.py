@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.trace import TracerProvider
@@ -65,3 +69,31 @@ def test_the_configured_sampler_decides_once_exporting() -> None:
 
     assert not recorded
     assert "TraceIdRatioBased" in gate.get_description()
+
+
+def test_setup_tracing_records_once_a_processor_arrives_after_the_services() -> None:
+    """The process-wide wiring (in its own interpreter: the provider is global): services set
+    tracing up without an exporter and take their tracers; a processor added later (the
+    tracing test's in-memory exporter) turns recording on for those same tracers."""
+    script = textwrap.dedent(
+        """
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from taskpilot.runtime.telemetry import current_trace_id, setup_tracing, tracer
+
+        setup_tracing("ingest")
+        service = tracer("ingest")
+        with service.start_as_current_span("before") as span:
+            assert not span.is_recording() and current_trace_id()
+        exporter = InMemorySpanExporter()
+        setup_tracing("test", processor=SimpleSpanProcessor(exporter))
+        with service.start_as_current_span("after") as span:
+            assert span.is_recording()
+        print([s.name for s in exporter.get_finished_spans()])
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "['after']"

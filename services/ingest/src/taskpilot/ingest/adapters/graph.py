@@ -1,8 +1,9 @@
 """The WhatsApp Cloud API (Meta's Graph API, or the sandbox stand-in): sends, read marks, media.
 
 Two calls per lead message (the read mark and the reply) go through here, so the client is
-aiohttp's: about 0.15 ms of CPU per call against httpx's 1.2-1.3 ms on this machine (httpx
-checks every pooled connection for expiry on each request; ADR 13).
+aiohttp's: about 0.15 ms of CPU per call against httpx's 1.2-1.3 ms on this machine (ADR 13).
+Timeouts apply per step (connecting, each read), as httpx's did, not to a whole download.
+Redirects are not followed (Graph does not redirect; httpx did not either).
 """
 
 from __future__ import annotations
@@ -60,11 +61,17 @@ class WhatsAppMedia(Protocol):
 _TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
-def proxy_for(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+_ERROR_BODY_MAX = 64 * 1024
+
+Proxy = tuple[str | None, aiohttp.BasicAuth | None]
+
+
+def proxy_for(url: str) -> Proxy:
     """The proxy ``HTTP_PROXY`` / ``HTTPS_PROXY`` name for ``url`` unless ``NO_PROXY`` exempts
-    it (as curl and httpx read them): for deployments behind an egress proxy. Read once per
-    host here, not per request (aiohttp's ``trust_env`` reads it, and ``~/.netrc``, in a
-    worker thread on every request)."""
+    it: for deployments behind an egress proxy. aiohttp reads these (and ``~/.netrc`` for the
+    proxy's credentials); the proxy itself must be an ``http://`` URL, and ``ALL_PROXY`` is
+    not read. :class:`GraphApi` asks once per host, not per request as aiohttp's
+    ``trust_env`` does (in a worker thread, on every request)."""
     try:
         proxy, auth = get_env_proxy_for_url(URL(url))
     except LookupError:
@@ -77,25 +84,39 @@ class GraphApi:
         self._client = client
         self._base = base_url.rstrip("/")
         self._version = version
-        self._proxy, self._proxy_auth = proxy_for(self._base)
+        self._proxies: dict[tuple[str, str], Proxy] = {}
 
     @classmethod
     def session(cls, timeout_s: float) -> aiohttp.ClientSession:
-        """The client session to pass in (create it on the running loop; close it on stop)."""
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+        """The client session to pass in (create it on the running loop; close it on stop).
+        ``timeout_s`` bounds getting a connection and each read, not a whole download; no
+        cookies are kept (one session serves every tenant)."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
+        )
+        return aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
+
+    def _proxy(self, url: str) -> Proxy:
+        target = URL(url)
+        key = (target.scheme, target.host or "")
+        if key not in self._proxies:
+            self._proxies[key] = proxy_for(url)
+        return self._proxies[key]
 
     async def _post(self, phone_number_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self._base}/{self._version}/{phone_number_id}/messages"
         return await self._call("POST", url, token, json=body)
 
     async def _call(self, method: str, url: str, token: str, **kwargs: Any) -> dict[str, Any]:
+        proxy, proxy_auth = self._proxy(url)
         try:
             async with self._client.request(
                 method,
                 url,
                 headers={"Authorization": f"Bearer {token}"},
-                proxy=self._proxy,
-                proxy_auth=self._proxy_auth,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+                allow_redirects=False,
                 **kwargs,
             ) as response:
                 status = response.status
@@ -108,7 +129,7 @@ class GraphApi:
             data = None
         if not isinstance(data, dict):
             data = {}
-        if status >= 400 or "error" in data:
+        if status >= 300 or "error" in data:  # 3xx: not followed, so no answer either
             error = data.get("error") or {}
             raise GraphApiError(
                 error.get("code"),
@@ -152,14 +173,19 @@ class GraphApi:
         chunks: list[bytes] = []
         size = 0
         headers = {"Authorization": f"Bearer {token}"}
+        proxy, proxy_auth = self._proxy(url)  # the media host is not the API's
         try:
-            proxy, proxy_auth = proxy_for(url)  # the media host is not the API's
             async with self._client.get(
-                url, headers=headers, proxy=proxy, proxy_auth=proxy_auth
+                url, headers=headers, proxy=proxy, proxy_auth=proxy_auth, allow_redirects=False
             ) as response:
-                if response.status >= 400:
-                    body = (await response.content.read(300)).decode(errors="replace")
-                    raise GraphApiError(_error_code(body), response.status, body)
+                if response.status >= 300:  # an error, or a redirect we do not follow
+                    raw = bytearray()
+                    async for chunk in response.content.iter_chunked(16 * 1024):
+                        raw += chunk
+                        if len(raw) >= _ERROR_BODY_MAX:
+                            break
+                    body = raw.decode(errors="replace")
+                    raise GraphApiError(_error_code(body), response.status, body[:300])
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise MediaTooLargeError(int(declared), limit, "media")
