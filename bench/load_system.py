@@ -292,12 +292,15 @@ async def dead_letters(nats_url: str) -> list[DeadLettered]:
 
 
 async def backlogs(js: JetStreamContext) -> dict[str, int]:
-    """Every consumer's backlog now: pending plus delivered and not yet acknowledged."""
+    """Every durable consumer's backlog now: pending plus delivered and not yet acknowledged.
+    The services' consumers are all durable; the ephemeral ones are the bench's own readers
+    of stored messages (the hop timings) and would show as a backlog of the system."""
     lag: dict[str, int] = {}
     for stream in (s.name for s in subjects.ALL_STREAMS):
         with contextlib.suppress(Exception):
             for info in await js.consumers_info(stream):
-                lag[info.name] = (info.num_pending or 0) + (info.num_ack_pending or 0)
+                if info.config.durable_name:
+                    lag[info.name] = (info.num_pending or 0) + (info.num_ack_pending or 0)
     return lag
 
 
