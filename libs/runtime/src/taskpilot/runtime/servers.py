@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -25,10 +27,41 @@ import psycopg
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+_handed_out: set[int] = set()
+_handing_out = threading.Lock()
+
+
+def _ephemeral_low() -> int | None:
+    """The lowest port the kernel gives outgoing connections (Linux), if known."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, never handed out before by this process.
+
+    A server started with it binds seconds later; meanwhile ``bind(0)`` could hand the same
+    port to the next caller, and any outgoing connection may take a port of the kernel's
+    ephemeral range (two services once got the same port). So the port is drawn below that
+    range, where the kernel assigns none, and never twice; ``bind(0)`` where it is unknown.
+    """
+    low = _ephemeral_low()
+    first = max(1024, low - 12_000) if low and low > 2048 else 0
+    with _handing_out:
+        for _ in range(500):
+            wanted = first + secrets.randbelow(low - first) if first and low else 0
+            with socket.socket() as s:
+                try:
+                    s.bind((host, wanted))
+                except OSError:
+                    continue  # taken (or in TIME_WAIT): draw again
+                port = int(s.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    raise RuntimeError("no free port found in 500 draws")
 
 
 def wait_until(
