@@ -29,27 +29,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from taskpilot.contracts import Message, subjects
+from taskpilot.contracts import subjects
 from taskpilot.runtime.bus import Bus, ensure_streams, headers_for
 from taskpilot.runtime.consumer import ConsumerPolicy, ConsumerSpec, subscribe
 from taskpilot.runtime.servers import NatsServer
 from taskpilot.runtime.telemetry import setup_tracing
-
-
-class Ping(Message):
-    """A small contract on the TOOLS stream, as wide as a typical event's envelope."""
-
-    CHANNEL: ClassVar = subjects.Channel("tools.{tenant}.ping_{run}", subjects.TOOLS)
-
-    run: str
-    n: int
-
-    def subject_parts(self) -> dict[str, str]:
-        return {"run": self.run}
+from taskpilot.runtime.testing.contracts import Ping
 
 
 def cpu_s() -> float:

@@ -6,11 +6,10 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
-from typing import ClassVar
 
 import pytest
 
-from taskpilot.contracts import Message, subjects
+from taskpilot.contracts import subjects
 from taskpilot.contracts.dlq import DeadLettered
 from taskpilot.runtime.bus import Bus, ensure_streams
 from taskpilot.runtime.consumer import (
@@ -22,20 +21,9 @@ from taskpilot.runtime.consumer import (
 )
 from taskpilot.runtime.servers import NatsServer
 from taskpilot.runtime.testing import eventually
+from taskpilot.runtime.testing.contracts import Ping
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-class Ping(Message):
-    """A test message on the TOOLS stream (any stream will do)."""
-
-    CHANNEL: ClassVar = subjects.Channel("tools.{tenant}.ping_{run}", subjects.TOOLS)
-
-    run: str
-    n: int
-
-    def subject_parts(self) -> dict[str, str]:
-        return {"run": self.run}
 
 
 @pytest.fixture
