@@ -21,12 +21,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from taskpilot.runtime.bus import Bus
 
@@ -132,13 +134,24 @@ async def _bounded(step: Awaitable[Any], timeout: float, what: str) -> None:
 
 
 def run(main: Awaitable[None]) -> None:
-    """Run the entry coroutine on uvloop when it is installed (it is with uvicorn[standard])."""
+    """Run the entry coroutine on uvloop when it is installed (it is with uvicorn[standard]).
+
+    A setting that fails validation ends the process with status 2 and the setting's name
+    and reason on stderr, not a traceback through pydantic."""
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)  # type: ignore[arg-type]
-    else:
-        uvloop.run(main)  # type: ignore[arg-type]
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(main)  # type: ignore[arg-type]
+        else:
+            uvloop.run(main)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        if not exc.title.endswith("Settings"):
+            raise
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"{exc.title}: {where}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 async def _guard(name: str, job: Callable[[], Awaitable[None]]) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from taskpilot.runtime.settings import CommonSettings
@@ -33,6 +34,16 @@ class IngestSettings(CommonSettings):
     """Run the ``ingest-media`` consumer in this process. It reads every inbound message (a
     quarter of the CPU of a webhook): at high webhook rates run it in a deployment of its own
     and set this to false where the webhooks are served."""
+
+    @field_validator("media_store_url")
+    @classmethod
+    def _a_store_we_can_open(cls, url: str) -> str:
+        if url and not url.startswith(("file:///", "s3://")):
+            raise ValueError(
+                f"{url!r} is neither file:///absolute/dir nor s3://bucket/prefix "
+                "(leave it empty for <TASKPILOT_DATA_DIR>/media)"
+            )
+        return url
 
     def media_store(self) -> str:
         return self.media_store_url or f"file://{(self.data_dir / 'media').resolve()}"
