@@ -30,11 +30,13 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from taskpilot.runtime import heap
 from taskpilot.runtime.bus import Bus
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
+_own_process = False  # set by run(): the services served are this process's whole purpose
 
 
 @dataclass
@@ -83,6 +85,8 @@ async def serve(apps: list[ServiceApp], stop: asyncio.Event | None = None) -> No
             servers.append(server)
             tasks.append(asyncio.create_task(server.serve(), name=f"{app.name}-http"))
             log.info("%s listening on http://%s:%d", app.name, app.host, app.port)
+        if _own_process:
+            heap.settle()
         await stop.wait()
     finally:
         await _stop(apps, servers, tasks)
@@ -136,8 +140,14 @@ async def _bounded(step: Awaitable[Any], timeout: float, what: str) -> None:
 def run(main: Awaitable[None]) -> None:
     """Run the entry coroutine on uvloop when it is installed (it is with uvicorn[standard]).
 
+    The process is the service's own: :func:`serve` settles the heap once the services are up
+    (:mod:`taskpilot.runtime.heap`), and every garbage collection's pause is measured.
+
     A setting that fails validation ends the process with status 2 and the setting's name
     and reason on stderr, not a traceback through pydantic."""
+    global _own_process
+    _own_process = True
+    heap.measure_pauses()
     try:
         try:
             import uvloop
