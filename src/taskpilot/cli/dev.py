@@ -162,8 +162,10 @@ async def run_dev(data_dir: Path) -> None:
         stop = asyncio.Event()
         server = asyncio.create_task(serve(apps, stop))
         await seed_demo(apps)
-        # What `taskpilot chat` needs to find the running system, written once it is ready.
-        (data_dir / "dev.json").write_text(
+        # What `taskpilot chat` needs to find the running system, written once it is ready,
+        # whole or not at all (a reader polling for the file never sees it half written).
+        written = data_dir / "dev.json.partial"
+        written.write_text(
             json.dumps(
                 {
                     "ingest": url(apps, "ingest"),
@@ -177,6 +179,7 @@ async def run_dev(data_dir: Path) -> None:
                 indent=2,
             )
         )
+        written.replace(data_dir / "dev.json")
         print(banner(apps, data_dir), flush=True)
         await server
     finally:
