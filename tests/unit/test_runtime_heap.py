@@ -76,13 +76,14 @@ def test_serving_inside_another_program_leaves_its_heap_alone() -> None:
     assert out.split() == ["0"]
 
 
-def test_every_collection_pause_is_measured_by_generation() -> None:
+def test_every_collection_pause_is_measured_by_generation_but_not_the_settling() -> None:
     out = run_python(
         """
         import gc
         from prometheus_client import REGISTRY
-        from taskpilot.runtime.heap import measure_pauses
+        from taskpilot.runtime.heap import measure_pauses, settle
 
+        gc.disable()  # only the collections below: explicit ones run regardless
         measure_pauses()
         measure_pauses()  # once per process, however often asked
         for _ in range(3):
@@ -91,12 +92,11 @@ def test_every_collection_pause_is_measured_by_generation() -> None:
             del cycle
             gc.collect()
         gc.collect(0)
+        settle()  # chosen at start, not a pause the service suffers
         count = lambda g: REGISTRY.get_sample_value(
             "taskpilot_gc_pause_seconds_count", {"generation": g}
         )
-        print(count("2"), count("0"))
+        print(count("2"), count("0"), gc.get_freeze_count() > 0)
         """
     )
-    full, young = (float(x) for x in out.split())
-    assert full >= 3
-    assert young >= 1
+    assert out.split() == ["3.0", "1.0", "True"]

@@ -15,11 +15,28 @@ from taskpilot.ingest.settings import IngestSettings
 
 @pytest.mark.parametrize("url", ["ftp://host/media", "file://relative/dir", "/var/media", "s3:/b"])
 def test_a_media_store_we_cannot_open_is_refused(url: str) -> None:
-    with pytest.raises(ValidationError, match="neither file:///absolute/dir nor s3://"):
+    with pytest.raises(ValidationError, match="neither file:///absolute/dir nor an S3 address"):
         IngestSettings(media_store_url=url)
 
 
-@pytest.mark.parametrize("url", ["", "file:///var/media", "s3://bucket/prefix"])
+def test_the_refusal_does_not_repeat_a_password() -> None:
+    with pytest.raises(ValidationError) as refused:
+        IngestSettings(media_store_url="ftp://keeper:hunter2@host/media")
+    assert refused.value.errors()[0]["msg"].startswith("Value error, 'ftp://host/media' is")
+    assert "hunter2" not in refused.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "file:///var/media",
+        "s3://bucket/prefix",
+        "s3a://bucket/prefix",
+        "https://s3.eu-west-1.amazonaws.com/bucket/prefix",
+        "https://account.r2.cloudflarestorage.com/bucket",
+    ],
+)
 def test_the_stores_we_can_open_are_taken(url: str) -> None:
     assert IngestSettings(media_store_url=url).media_store_url == url
 
@@ -37,3 +54,23 @@ def test_the_service_stops_with_the_setting_and_the_reason() -> None:
     assert "IngestSettings: media_store_url:" in done.stderr
     assert "'ftp://host/media' is neither" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_validation_error_that_is_not_about_settings_keeps_its_traceback() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pydantic import TypeAdapter\n"
+            "from taskpilot.runtime.host import run\n"
+            "async def main():\n"
+            "    TypeAdapter(int).validate_python('x')\n"
+            "run(main())\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr
+    assert "ValidationError" in done.stderr

@@ -65,6 +65,8 @@ async def serve(apps: list[ServiceApp], stop: asyncio.Event | None = None) -> No
             loop.add_signal_handler(sig, stop.set)
     servers: list[_Server] = []
     tasks: list[asyncio.Task[None]] = []
+    if _own_process:
+        heap.settle()  # built, not yet consuming: freeze what startup made
     try:
         for app in apps:
             if app.bus is not None:
@@ -85,8 +87,6 @@ async def serve(apps: list[ServiceApp], stop: asyncio.Event | None = None) -> No
             servers.append(server)
             tasks.append(asyncio.create_task(server.serve(), name=f"{app.name}-http"))
             log.info("%s listening on http://%s:%d", app.name, app.host, app.port)
-        if _own_process:
-            heap.settle()
         await stop.wait()
     finally:
         await _stop(apps, servers, tasks)
@@ -159,7 +159,7 @@ def run(main: Awaitable[None]) -> None:
         if not exc.title.endswith("Settings"):
             raise
         for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
+            where = ".".join(str(part) for part in error["loc"]) or "<all settings>"
             print(f"{exc.title}: {where}: {error['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from taskpilot.runtime.settings import CommonSettings
+
+_S3_SCHEMES = ("s3", "s3a", "https", "http")  # what obstore's S3Store.from_url parses
 
 
 class IngestSettings(CommonSettings):
@@ -38,12 +42,18 @@ class IngestSettings(CommonSettings):
     @field_validator("media_store_url")
     @classmethod
     def _a_store_we_can_open(cls, url: str) -> str:
-        if url and not url.startswith(("file:///", "s3://")):
-            raise ValueError(
-                f"{url!r} is neither file:///absolute/dir nor s3://bucket/prefix "
-                "(leave it empty for <TASKPILOT_DATA_DIR>/media)"
-            )
-        return url
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme == "file" and url.startswith("file:///"):
+            return url
+        if parts.scheme in _S3_SCHEMES and parts.netloc:
+            return url
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no password
+        raise ValueError(
+            f"{shown!r} is neither file:///absolute/dir nor an S3 address (s3://bucket/prefix, "
+            "or the https:// URL of a bucket); leave it empty for <TASKPILOT_DATA_DIR>/media"
+        )
 
     def media_store(self) -> str:
         return self.media_store_url or f"file://{(self.data_dir / 'media').resolve()}"
