@@ -1,15 +1,17 @@
 """A setting that cannot work stops a service at start with the setting and the reason, not
-a traceback: here the media store's address."""
+a traceback: here the media store's address and the models file."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from taskpilot.inference.settings import InferenceSettings
 from taskpilot.ingest.settings import IngestSettings
 
 
@@ -74,3 +76,25 @@ def test_a_validation_error_that_is_not_about_settings_keeps_its_traceback() -> 
     assert done.returncode == 1
     assert "Traceback" in done.stderr
     assert "ValidationError" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "cannot read .*: No such file or directory"),
+        ('{"deployments": [', "is not JSON: Expecting value: line 1 column 18"),
+        (
+            '{"deployments": [{"tier": "L4", "model": "openai/gpt-4o"}]}',
+            "models.json: deployments.0.tier: Input should be 'L2' or 'L3'",
+        ),
+    ],
+)
+def test_a_models_file_inference_cannot_use_is_refused_with_its_path_and_the_reason(
+    tmp_path: Path, content: str | None, reason: str
+) -> None:
+    path = tmp_path / "models.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValidationError, match=reason) as refused:
+        InferenceSettings(models_file=path)
+    assert refused.value.errors()[0]["loc"] == ("models_file",)

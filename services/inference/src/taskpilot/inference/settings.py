@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from taskpilot.runtime.settings import CommonSettings
@@ -117,7 +117,34 @@ class InferenceSettings(CommonSettings):
         "under the tools service's TASKPILOT_TOOLS_PLAN_TIMEOUT_S)",
     )
 
+    @field_validator("models_file")
+    @classmethod
+    def _a_models_file_we_can_use(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_models(path)  # at start, with the setting's name, not at the first turn
+        return path
+
     def models_config(self) -> ModelsConfig:
         if self.models_file is not None:
-            return ModelsConfig.model_validate(json.loads(self.models_file.read_text()))
+            return read_models(self.models_file)
         return self.models
+
+
+def read_models(path: Path) -> ModelsConfig:
+    """The models file's configuration; a ValueError that says what is wrong and where."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+    try:
+        return ModelsConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'the file'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"{path}: {problems}") from None
