@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from taskpilot.inference.settings import InferenceSettings, ModelsConfig
+from taskpilot.runtime.testing import python
 
 
 def test_the_embedded_default_never_imports_litellm() -> None:
@@ -16,9 +14,7 @@ def test_the_embedded_default_never_imports_litellm() -> None:
         "assert app.build_model(InferenceSettings().models_config()) is None\n"
         "assert 'litellm' not in sys.modules, 'litellm was imported'\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
+    done = python("-c", code)
 
     assert done.returncode == 0, done.stderr
 

@@ -4,18 +4,13 @@ interpreter: freezing the test runner's heap would keep its garbage for the rest
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
+
+from taskpilot.runtime.testing import python
 
 
 def run_python(code: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = python("-c", textwrap.dedent(code))
     assert done.returncode == 0, done.stderr
     return done.stdout
 

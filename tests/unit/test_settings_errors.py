@@ -3,9 +3,6 @@ a traceback: here the media store's address and the models file."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ from pydantic import ValidationError
 
 from taskpilot.inference.settings import InferenceSettings
 from taskpilot.ingest.settings import IngestSettings
+from taskpilot.runtime.testing import python
 
 
 @pytest.mark.parametrize("url", ["ftp://host/media", "file://relative/dir", "/var/media", "s3:/b"])
@@ -44,13 +42,8 @@ def test_the_stores_we_can_open_are_taken(url: str) -> None:
 
 
 def test_the_service_stops_with_the_setting_and_the_reason() -> None:
-    env = {**os.environ, "TASKPILOT_INGEST_MEDIA_STORE_URL": "ftp://host/media"}
-    done = subprocess.run(
-        [sys.executable, "-m", "taskpilot.ingest"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = python(
+        "-m", "taskpilot.ingest", env={"TASKPILOT_INGEST_MEDIA_STORE_URL": "ftp://host/media"}
     )
     assert done.returncode == 2
     assert "IngestSettings: media_store_url:" in done.stderr
@@ -59,19 +52,13 @@ def test_the_service_stops_with_the_setting_and_the_reason() -> None:
 
 
 def test_a_validation_error_that_is_not_about_settings_keeps_its_traceback() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from pydantic import TypeAdapter\n"
-            "from taskpilot.runtime.host import run\n"
-            "async def main():\n"
-            "    TypeAdapter(int).validate_python('x')\n"
-            "run(main())\n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = python(
+        "-c",
+        "from pydantic import TypeAdapter\n"
+        "from taskpilot.runtime.host import run\n"
+        "async def main():\n"
+        "    TypeAdapter(int).validate_python('x')\n"
+        "run(main())\n",
     )
     assert done.returncode == 1
     assert "Traceback" in done.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 from opentelemetry import trace
@@ -14,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON, TraceIdRatioBased
 
 from taskpilot.runtime.telemetry import ExportGate
+from taskpilot.runtime.testing import python
 
 
 def provider() -> tuple[TracerProvider, ExportGate, InMemorySpanExporter]:
@@ -92,8 +91,6 @@ def test_setup_tracing_records_once_a_processor_arrives_after_the_services() -> 
         print([s.name for s in exporter.get_finished_spans()])
         """
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
+    run = python("-c", script)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "['after']"

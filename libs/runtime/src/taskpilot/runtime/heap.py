@@ -5,11 +5,10 @@ A service starts with 100,000-200,000 objects (inference with litellm loaded, ~4
 live as long as the process. CPython's cyclic collector walks all of them in every full
 collection, with the event loop stopped, so every message in flight waits: under
 ``bench/load.py`` conversation's full collections took 145 ms each, one of analytics' 820 ms.
-Once
-the service has started, :func:`settle` collects what startup left behind and freezes the rest
-(``gc.freeze``): frozen objects are never walked again, and a full collection only looks at what
-the running service has made since. ``taskpilot_gc_pause_seconds`` shows every collection's
-pause by generation.
+Once the service is built, :func:`settle` collects what startup left behind and freezes the
+rest (``gc.freeze``): frozen objects are never walked again, and a full collection only looks
+at what the running service has made since. ``taskpilot_gc_pause_seconds`` shows every
+collection's pause by generation.
 """
 
 from __future__ import annotations

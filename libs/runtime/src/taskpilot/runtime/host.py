@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from taskpilot.runtime import heap
 from taskpilot.runtime.bus import Bus
+from taskpilot.runtime.settings import error_lines
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,8 @@ def run(main: Awaitable[None]) -> None:
     except ValidationError as exc:
         if not exc.title.endswith("Settings"):
             raise
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "<all settings>"
-            print(f"{exc.title}: {where}: {error['msg']}", file=sys.stderr)
+        for line in error_lines(exc, "<all settings>"):
+            print(f"{exc.title}: {line}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -48,10 +48,10 @@ def free_port(host: str = "127.0.0.1") -> int:
     range, where the kernel assigns none, and never twice; ``bind(0)`` where it is unknown.
     """
     low = _ephemeral_low()
-    first = max(1024, low - 12_000) if low and low > 2048 else 0
+    below = (max(1024, low - 12_000), low) if low and low > 2048 else None
     with _handing_out:
         for _ in range(500):
-            wanted = first + secrets.randbelow(low - first) if first and low else 0
+            wanted = below[0] + secrets.randbelow(below[1] - below[0]) if below else 0
             with socket.socket() as s:
                 try:
                     s.bind((host, wanted))

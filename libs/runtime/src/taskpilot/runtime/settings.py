@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
@@ -30,6 +30,14 @@ class NatsCredentials:
     @property
     def inbox_prefix(self) -> str:
         return inbox_prefix(self.user)
+
+
+def error_lines(exc: ValidationError, whole: str) -> list[str]:
+    """One ``where: reason`` line per error of ``exc``; ``whole`` names a whole-model error."""
+    return [
+        f"{'.'.join(str(part) for part in error['loc']) or whole}: {error['msg']}"
+        for error in exc.errors()
+    ]
 
 
 def inbox_prefix(user: str) -> str:

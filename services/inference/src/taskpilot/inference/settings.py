@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from taskpilot.runtime.settings import CommonSettings
+from taskpilot.runtime.settings import CommonSettings, error_lines
 
 
 class ModelDeployment(BaseModel):
@@ -143,8 +143,4 @@ def read_models(path: Path) -> ModelsConfig:
     try:
         return ModelsConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'the file'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ValueError(f"{path}: {problems}") from None
+        raise ValueError(f"{path}: {'; '.join(error_lines(exc, 'the file'))}") from None

@@ -41,6 +41,22 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+def python(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter in a fresh process (``"-c", code`` or ``"-m", module``) and return
+    what it did: for what must not happen in the test runner's own process (a frozen heap,
+    process-wide tracing, an import that must never occur). ``env`` adds to the environment."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @dataclass
 class ServiceProcess:
     """``python -m <module>`` with its own environment, ready when ``/readyz`` says so."""
